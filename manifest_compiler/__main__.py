@@ -1,0 +1,3 @@
+from manifest_compiler.cli import main
+
+raise SystemExit(main())

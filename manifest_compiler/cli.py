@@ -1,0 +1,132 @@
+"""Command line: parse options, call the pipeline, map outcomes to exit codes.
+
+Exit codes: 0 success (diff: no differences); 1 invalid input or failure the user
+must fix (diff: differences); 2 usage error; 3 an operation outside the manifest
+failed (I/O, sbatch, the cluster). No traceback reaches the user unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import typing as t
+
+from . import SCHEMA_VERSIONS, __version__
+from .errors import ManifestError, McompileError, UsageError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
+
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "diff")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> t.NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _runs_default() -> str:
+    return os.environ.get("MCOMPILE_RUNS") or "runs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mcompile", description="Compile experiment manifests into SLURM + Apptainer job directories.")
+    parser.add_argument("--version", action="version", version=f"mcompile {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check manifests against the schema and the rules")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", choices=("text", "json", "github"), default="text")
+
+    p = sub.add_parser("compile", help="compile a manifest into runs/<name>/<hash12>/")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--runs", default=None, metavar="DIR", help="runs folder (default $MCOMPILE_RUNS, else ./runs)")
+    p.add_argument("--submit", action="store_true", help="submit the run to SLURM after compiling")
+
+    p = sub.add_parser("plan", help="print what compile would produce; writes nothing")
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("schema", help="print the JSON Schema")
+    p.add_argument("--version", dest="schema_version", type=int, default=max(SCHEMA_VERSIONS))
+
+    p = sub.add_parser("stage", help="build or reuse the data archives of a manifest (stage: archive)")
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("runs", help="list compiled runs and their submissions")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--runs", default=None, metavar="DIR")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("diff", help="what really changes between manifests, runs or git revisions")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", nargs="?", metavar="B")
+    p.add_argument("--runs", default=None, metavar="DIR")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    return parser
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """`mcompile FILE [opts]` is shorthand for `mcompile compile FILE [opts]`."""
+    for i, arg in enumerate(argv):
+        if arg == "--debug":
+            continue
+        if not arg.startswith("-") and arg not in COMMANDS:
+            return [*argv[:i], "compile", *argv[i:]]
+        break
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(_normalise_argv(argv))
+        if args.command is None:
+            build_parser().print_help(sys.stderr)
+            return EXIT_USAGE
+        return execute(args)
+    except McompileError as e:
+        if debug:
+            raise
+        if str(e):
+            plain = isinstance(e, (ManifestError, UsageError))
+            print(str(e) if plain else f"mcompile: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mcompile: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug: say so in one line, never a traceback
+        if debug:
+            raise
+        print(f"mcompile: internal error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return EXIT_OPERATION
+
+
+def execute(args: argparse.Namespace) -> int:
+    handler = _HANDLER_BY_COMMAND[args.command]
+    return handler(args)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .pipeline import check_files
+    from .report import report_problems
+
+    problems = check_files(args.files)
+    report_problems(problems, checked=args.files, fmt=args.format)
+    return EXIT_INVALID if any(p.level == "error" for p in problems) else EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import schema_text
+
+    sys.stdout.write(schema_text(args.schema_version))
+    return EXIT_OK
+
+
+_HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
+    "validate": _cmd_validate,
+    "schema": _cmd_schema,
+}

@@ -1,0 +1,60 @@
+"""Problems and the exception hierarchy.
+
+A `Problem` is one line of user-facing output: `file:line:col: path: message`.
+Stages collect problems instead of raising on the first one, so a user sees every
+mistake of a file at once; they raise `ManifestError` carrying the list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Problem:
+    """One finding about an input file, located as precisely as we can."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    col: int  # 1-based; 0 when unknown
+    path: str  # document path, e.g. "resources.gpus" or "run.commands[1]"; "" for the whole file
+    message: str
+    level: t.Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.col}"
+        path = f" {self.path}:" if self.path else ""
+        prefix = "warning: " if self.level == "warning" else ""
+        return f"{where}:{path} {prefix}{self.message}"
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return dataclasses.asdict(self)
+
+
+class McompileError(Exception):
+    """Base class of every error mcompile reports to the user."""
+
+    exit_code = 1
+
+
+class ManifestError(McompileError):
+    """The manifest cannot be loaded, is invalid, or cannot be compiled."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class UsageError(McompileError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class OperationError(McompileError):
+    """Something outside the manifest failed: I/O, sbatch, git, the cluster."""
+
+    exit_code = 3

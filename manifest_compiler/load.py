@@ -1,0 +1,428 @@
+"""Load: path -> LoadedManifest (merged data + the YAML node trees for locating problems).
+
+YAML is read with YAML 1.2 core-schema meaning, not PyYAML's YAML 1.1 defaults:
+only true/false are booleans, `1e-3` is a float, `1:30:00` and dates stay strings,
+only core tags are accepted (nothing is ever constructed from a `!!python/...` tag),
+duplicate keys are errors, and alias expansion is bounded. We compose the node tree
+with libyaml (when available) and construct plain data ourselves, so every value
+keeps the line and column it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import typing as t
+
+import yaml
+
+from .errors import ManifestError, Problem
+
+try:  # libyaml is ~10x faster; the pure-Python parser gives the same nodes.
+    _BaseLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+
+# A document may hold at most this many nodes once aliases are expanded. Real
+# manifests are far below it (a 10,000-command list is ~10,000 nodes); an alias
+# bomb is far above it and is refused before anything walks the expanded tree.
+MAX_EXPANDED_NODES = 1_000_000
+MAX_DEPTH = 64
+
+_PLAIN = "tag:mcompile:plain"
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_CORE_SCALAR_TAGS = {
+    _STR,
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)
+_NULL = re.compile(r"(?:~|null|Null|NULL|)\Z")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"[-+]?[0-9]+\Z")
+_INT8 = re.compile(r"0o[0-7]+\Z")
+_INT16 = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_SPECIAL_FLOAT = re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z|\.(?:nan|NaN|NAN)\Z")
+
+
+class SourceInt(int):
+    """An int that remembers how it was written (`0x10`, `010`), for substitution."""
+
+    text: str
+
+
+class SourceFloat(float):
+    """A float that remembers how it was written (`1e-3`), for substitution."""
+
+    text: str
+
+
+def scalar_text(value: object) -> str:
+    """The text a scalar contributes to a command line: as written in the YAML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = getattr(value, "text", None)
+    if text is not None:
+        return str(text)
+    return str(value)
+
+
+class _ComposeLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Composes nodes only; tags of plain scalars are left for `_construct` to resolve."""
+
+    def resolve(self, kind: type, value: t.Any, implicit: t.Any) -> str:
+        if kind is yaml.ScalarNode:
+            return _PLAIN if implicit[0] else _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+
+@dataclasses.dataclass
+class Source:
+    """One YAML file of a manifest's extends chain."""
+
+    path: str  # as shown to the user
+    raw: bytes
+    root: yaml.Node
+    data: dict[str, t.Any]
+
+
+@dataclasses.dataclass
+class LoadedManifest:
+    """The merged manifest data and where each part of it came from."""
+
+    path: str
+    data: dict[str, t.Any]
+    sources: list[Source]  # the manifest first, then what it extends, in order
+
+    def locate(self, path: t.Sequence[str | int], *, key: bool = False) -> tuple[str, int, int]:
+        """File, line and column of the node at `path` (of its key with `key=True`).
+
+        With `extends`, the value at a path comes from the first file of the chain
+        that has the whole path; where none has it (a missing key), the deepest
+        existing parent wins, the extending file first.
+        """
+        best: tuple[int, str, yaml.Node] | None = None
+        for source in self.sources:
+            depth, node = _walk(source.root, path, key=key)
+            if depth == len(path):
+                return _position(source.path, node)
+            if best is None or depth > best[0]:
+                best = (depth, source.path, node)
+        assert best is not None
+        return _position(best[1], best[2])
+
+    def problem(self, path: t.Sequence[str | int], message: str, *, key: bool = False,
+                level: t.Literal["error", "warning"] = "error") -> Problem:
+        file, line, col = self.locate(path, key=key)
+        return Problem(file, line, col, format_path(path), message, level)
+
+
+def format_path(path: t.Sequence[str | int]) -> str:
+    """`("run", "commands", 1)` -> `run.commands[1]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _position(file: str, node: yaml.Node) -> tuple[str, int, int]:
+    return file, node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _walk(node: yaml.Node, path: t.Sequence[str | int], *, key: bool) -> tuple[int, yaml.Node]:
+    depth = 0
+    for i, part in enumerate(path):
+        nxt = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for knode, vnode in node.value:
+                if knode.value == part:
+                    nxt = knode if key and i == len(path) - 1 else vnode
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            nxt = node.value[part]
+        if nxt is None:
+            break
+        node, depth = nxt, depth + 1
+    return depth, node
+
+
+def load_manifest(path: str) -> LoadedManifest:
+    """Read a manifest and everything it extends; merge them.
+
+    Raises:
+        ManifestError: the file or a base cannot be read or parsed, or the
+            extends chain is broken. Every problem is located.
+    """
+    sources: list[Source] = []
+    seen: list[str] = []
+    current = path
+    ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
+    while True:
+        real = os.path.realpath(current)
+        if real in seen:
+            assert ref is not None
+            chain = " -> ".join([*(s.path for s in sources), current])
+            raise ManifestError([_extends_problem(ref[0], f"extends cycle: {chain}")])
+        seen.append(real)
+        try:
+            with open(current, "rb") as fh:
+                raw = fh.read()
+        except OSError as e:
+            if ref is None:
+                raise ManifestError([Problem(current, 0, 0, "", f"cannot read: {e.strerror or e}")]) from e
+            raise ManifestError(
+                [_extends_problem(ref[0], f"cannot read {ref[1]!r} ({current}): {e.strerror or e}")]
+            ) from e
+        source = parse_source(current, raw)
+        sources.append(source)
+        base = source.data.get("extends")
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise ManifestError([_extends_problem(source, "expected a file path (a non-empty string)")])
+        ref = (source, base)
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.path.expanduser(base)))
+
+    data = sources[-1].data
+    for source in reversed(sources[:-1]):
+        data = merge(data, source.data)
+    if len(sources) > 1:
+        data = {k: v for k, v in data.items() if k != "extends"}  # resolved; kept in sources
+    return LoadedManifest(path=path, data=data, sources=sources)
+
+
+def _extends_problem(source: Source, message: str) -> Problem:
+    _, node = _walk(source.root, ("extends",), key=False)
+    file, line, col = _position(source.path, node)
+    return Problem(file, line, col, "extends", message)
+
+
+# `run` holds exactly one of these; an extending file that names one replaces the
+# base's choice instead of merging into a manifest with two kinds of run.
+_RUN_KINDS = ("commands", "grid", "sweep")
+
+
+def merge(base: dict[str, t.Any], over: dict[str, t.Any], path: tuple[str, ...] = ()) -> dict[str, t.Any]:
+    """Deep merge for `extends`: mappings merge (`over` wins), lists and scalars replace."""
+    out = dict(base)
+    if path == ("run",) and any(k in over for k in _RUN_KINDS):
+        for k in _RUN_KINDS:
+            out.pop(k, None)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v, (*path, k))
+        else:
+            out[k] = v
+    return out
+
+
+def parse_source(path: str, raw: bytes) -> Source:
+    """Parse one YAML file into data with core-schema meaning.
+
+    Raises:
+        ManifestError: with one located problem.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ManifestError(
+            [Problem(path, line, col, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8")]
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        pos = text.index("\x00")
+        line = text.count("\n", 0, pos) + 1
+        raise ManifestError([Problem(path, line, pos - text.rfind("\n", 0, pos), "", "NUL byte in file")])
+    loader = _ComposeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        raise ManifestError([_yaml_problem(path, e, text)]) from None
+    except yaml.YAMLError as e:
+        raise ManifestError([Problem(path, 0, 0, "", f"YAML error: {e}")]) from None
+    except RecursionError:
+        raise ManifestError([Problem(path, 0, 0, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise ManifestError([Problem(path, 1, 1, "", "the file is empty; expected a mapping (version: 1, name: ...)")])
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        line, col = root.start_mark.line + 1, root.start_mark.column + 1
+        raise ManifestError([Problem(path, line, col, "", f"expected a mapping at the top level, found {kind}")])
+    _check_size(path, root)
+    problems: list[Problem] = []
+    data = _Constructor(path, problems).construct(root, ())
+    if problems:
+        raise ManifestError(problems)
+    return Source(path=path, raw=raw, root=root, data=data)
+
+
+def _yaml_problem(path: str, e: yaml.MarkedYAMLError, text: str) -> Problem:
+    mark = e.problem_mark or e.context_mark
+    line = mark.line + 1 if mark else 0
+    col = mark.column + 1 if mark else 0
+    message = " ".join(part for part in (e.context, e.problem) if part) or "invalid YAML"
+    if "\\t" in message or (mark is not None and text[mark.index : mark.index + 1] == "\t"):
+        message += " (tabs are not allowed for indentation; use spaces)"
+    return Problem(path, line, col, "", f"invalid YAML: {message}")
+
+
+def _check_size(path: str, root: yaml.Node) -> None:
+    """Refuse alias bombs, recursive aliases and absurd nesting before constructing."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ManifestError([_node_problem(path, node, "recursive alias: a node contains itself")])
+        if depth > MAX_DEPTH:
+            raise ManifestError([_node_problem(path, node, f"nesting deeper than {MAX_DEPTH} levels")])
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child, depth + 1)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+        if total > MAX_EXPANDED_NODES:
+            raise ManifestError([_node_problem(
+                path, node,
+                f"the document expands to more than {MAX_EXPANDED_NODES:,} values through aliases "
+                "(an alias bomb?); refused",
+            )])
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def _tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def _node_problem(path: str, node: yaml.Node, message: str) -> Problem:
+    return Problem(path, node.start_mark.line + 1, node.start_mark.column + 1, "", message)
+
+
+class _Constructor:
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        self.memo: dict[int, t.Any] = {}
+
+    def error(self, node: yaml.Node, where: tuple[str | int, ...], message: str) -> None:
+        m = node.start_mark
+        self.problems.append(Problem(self.path, m.line + 1, m.column + 1, format_path(where), message))
+
+    def construct(self, node: yaml.Node, where: tuple[str | int, ...]) -> t.Any:
+        # Aliases share the constructed object: cheap, and bounded by _check_size.
+        key = id(node)
+        if key in self.memo:
+            return self.memo[key]
+        if isinstance(node, yaml.MappingNode):
+            value: t.Any = self.mapping(node, where)
+        elif isinstance(node, yaml.SequenceNode):
+            value = self.sequence(node, where)
+        else:
+            value = self.scalar(node, where)
+        self.memo[key] = value
+        return value
+
+    def mapping(self, node: yaml.MappingNode, where: tuple[str | int, ...]) -> dict[str, t.Any]:
+        if node.tag != _MAP:
+            self.error(node, where, f"tag {_tag(node.tag)} is not allowed here (only YAML 1.2 core tags)")
+        out: dict[str, t.Any] = {}
+        first: dict[str, yaml.Node] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                self.error(knode, where, "a key must be a plain value, not a list or mapping")
+                continue
+            if knode.tag not in (_PLAIN, _STR):
+                self.error(knode, where, f"tag {_tag(knode.tag)} is not allowed on a key")
+                continue
+            name = knode.value
+            if name == "<<" and knode.tag == _PLAIN:
+                self.error(knode, (*where, name), "merge keys (<<) are not part of YAML 1.2; use `extends` or repeat the keys")
+                continue
+            if name in first:
+                prev = first[name].start_mark
+                self.error(knode, (*where, name), f"duplicate key {name!r} (first defined at line {prev.line + 1})")
+                continue
+            first[name] = knode
+            out[name] = self.construct(vnode, (*where, name))
+        return out
+
+    def sequence(self, node: yaml.SequenceNode, where: tuple[str | int, ...]) -> list[t.Any]:
+        if node.tag != _SEQ:
+            self.error(node, where, f"tag {_tag(node.tag)} is not allowed here (only YAML 1.2 core tags)")
+        return [self.construct(child, (*where, i)) for i, child in enumerate(node.value)]
+
+    def scalar(self, node: yaml.ScalarNode, where: tuple[str | int, ...]) -> t.Any:
+        text = node.value
+        tag = node.tag
+        if tag == _STR:
+            return text
+        if tag == _PLAIN:
+            return _resolve_plain(text, node, self, where)
+        if tag not in _CORE_SCALAR_TAGS:
+            self.error(node, where, f"tag {_tag(tag)} is not allowed (only YAML 1.2 core tags: !!str, !!int, !!float, !!bool, !!null)")
+            return None
+        value = _resolve_plain(text, node, self, where)
+        want = tag.rsplit(":", 1)[1]
+        got = {bool: "bool", type(None): "null", SourceInt: "int", SourceFloat: "float"}.get(type(value), "str")
+        if want == "float" and got == "int":
+            f = SourceFloat(value)
+            f.text = text
+            return f
+        if got != want:
+            self.error(node, where, f"{text!r} is not a valid !!{want}")
+            return None
+        return value
+
+
+def _resolve_plain(text: str, node: yaml.Node, ctor: _Constructor, where: tuple[str | int, ...]) -> t.Any:
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT10.match(text):
+        i = SourceInt(text)
+    elif _INT8.match(text):
+        i = SourceInt(text[2:], 8)
+    elif _INT16.match(text):
+        i = SourceInt(text[2:], 16)
+    else:
+        if _FLOAT.match(text):
+            f = SourceFloat(text)
+        elif _SPECIAL_FLOAT.match(text):
+            ctor.error(node, where, f"{text} is not a finite number; not allowed in a manifest")
+            return None
+        else:
+            return text
+        if not math.isfinite(f):
+            ctor.error(node, where, f"{text} is out of range for a number")
+            return None
+        f.text = text
+        return f
+    i.text = text
+    return i

@@ -1,0 +1,50 @@
+"""The JSON Schema of each manifest format version, shipped as package data.
+
+`schemas/` at the top of the repository is the source of truth. A wheel carries it
+as `manifest_compiler/schemas/` (hatch force-include); an editable install or a
+plain checkout reads it from the repository next to the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import typing as t
+from importlib import resources
+from pathlib import Path
+
+from . import SCHEMA_VERSIONS
+from .errors import UsageError
+
+
+def schema_filename(version: int) -> str:
+    return f"experiment.v{version}.schema.json"
+
+
+def schema_text(version: int = 1) -> str:
+    """The schema of `version` as JSON text, exactly as shipped."""
+    if version not in SCHEMA_VERSIONS:
+        known = ", ".join(str(v) for v in SCHEMA_VERSIONS)
+        raise UsageError(f"no schema for format version {version}; known versions: {known}")
+    name = schema_filename(version)
+    packaged = resources.files("manifest_compiler").joinpath("schemas", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schemas" / name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(version: int = 1) -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", json.loads(schema_text(version)))
+
+
+@functools.lru_cache(maxsize=None)
+def validator(version: int = 1) -> t.Any:
+    """A jsonschema validator for `version`, built once per process.
+
+    The schema is checked against the 2020-12 metaschema by the test suite and CI,
+    not on every run: that check costs more than validating a manifest.
+    """
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(load_schema(version))

@@ -1,0 +1,320 @@
+"""Validate: LoadedManifest -> list[Problem].
+
+Two layers: the JSON Schema (structure, types, patterns, maxima) and the semantic
+rules the schema cannot say (subset paths, bind targets, option names owned by
+mcompile, time > 0, exactly one kind of run, grid placeholders). Every problem is
+located at the node it is about; all of a file's problems are reported, in
+document order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import reprlib
+import typing as t
+
+from . import SCHEMA_VERSIONS
+from .errors import Problem
+from .load import LoadedManifest
+from .units import parse_mem, parse_time
+
+# The largest number of array tasks one manifest may describe (a grid's product,
+# a commands list, a sweep's agents). Above it compile refuses, with this number.
+MAX_TASKS = 1_000_000
+
+# sbatch options mcompile sets itself; a manifest cannot override them through
+# cluster.sbatch_options (they have their own fields, or must not change).
+OWNED_SBATCH_OPTIONS = frozenset(
+    """job-name output error array time nodes ntasks ntasks-per-node cpus-per-task mem
+    mem-per-cpu mem-per-gpu gres gpus gpus-per-node gpus-per-task account partition qos
+    constraint open-mode signal requeue no-requeue export export-file chdir wrap parsable
+    test-only batch input dependency""".split()
+)
+
+# Targets that would break the container if a bind replaced them.
+SYSTEM_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/lib", "/lib32", "/lib64", "/libx32")
+# Targets mcompile binds itself (see the bind-mount plan).
+OWN_TARGETS = ("/scratch_storage", "/db", "/tmp")
+
+RESERVED_ENV_PREFIXES = ("SLURM_", "MCOMPILE_", "APPTAINER", "SINGULARITY")
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 4
+_short.maxdict = 4
+
+
+def validate_manifest(loaded: LoadedManifest) -> list[Problem]:
+    """All problems of a loaded manifest, errors and warnings, in document order."""
+    data = loaded.data
+    version = data.get("version")
+    if version not in SCHEMA_VERSIONS or isinstance(version, bool):
+        known = ", ".join(str(v) for v in SCHEMA_VERSIONS)
+        if "version" not in data:
+            return [loaded.problem((), f"missing required key 'version' (supported format versions: {known})")]
+        return [loaded.problem(("version",), f"unsupported format version {_short.repr(version)}; supported: {known}")]
+    problems = _schema_problems(loaded, version)
+    problems += _semantic_problems(loaded)
+    return sorted(set(problems), key=lambda p: (p.file != loaded.path, p.file, p.line, p.col, p.path, p.message))
+
+
+def _schema_problems(loaded: LoadedManifest, version: int) -> list[Problem]:
+    from .schema import validator
+
+    problems: list[Problem] = []
+    for error in validator(version).iter_errors(loaded.data):
+        problems.extend(_describe(loaded, error))
+    return problems
+
+
+def _describe(loaded: LoadedManifest, error: t.Any) -> list[Problem]:
+    """Turn one jsonschema error into located, readable problems."""
+    path = tuple(error.absolute_path)
+    keyword = error.validator
+    value = error.validator_value
+    instance = error.instance
+    schema = error.schema
+
+    if keyword == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        out = []
+        for name in instance:
+            if name in known:
+                continue
+            hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if hint:
+                msg = f"unknown key {name!r}; did you mean {hint[0]!r}?"
+            else:
+                msg = f"unknown key {name!r}; expected one of: {', '.join(known)}"
+            out.append(loaded.problem((*path, name), msg, key=True))
+        return out
+    if keyword == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(value)
+        return [loaded.problem(path, f"missing required key {missing!r}")]
+    if "propertyNames" in error.schema_path:
+        # jsonschema reports a bad key as an error of the key's own schema, at the mapping
+        expected = schema.get("x-expected", "a valid name")
+        return [loaded.problem((*path, instance), f"key {instance!r} is not {expected}", key=True)]
+    if keyword == "anyOf":
+        return [loaded.problem(path, _any_of_message(error))]
+    return [loaded.problem(path, _message(keyword, value, instance, schema))]
+
+
+def _any_of_message(error: t.Any) -> str:
+    # Prefer the branch whose type matches: its error says what is really wrong.
+    for sub in error.context:
+        if sub.validator != "type" and not sub.relative_path:
+            return _message(sub.validator, sub.validator_value, sub.instance, sub.schema)
+    kinds = []
+    for branch in error.validator_value:
+        if "const" in branch:
+            kinds.append(repr(branch["const"]).lower())
+        elif "type" in branch:
+            kinds.append(_type_name(branch["type"]))
+    return f"expected {' or '.join(dict.fromkeys(kinds))}, got {_describe_value(error.instance)}"
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "nothing",
+}
+
+
+def _type_name(kind: str | list[str]) -> str:
+    if isinstance(kind, list):
+        return " or ".join(_TYPE_NAMES.get(k, k) for k in kind)
+    return _TYPE_NAMES.get(kind, kind)
+
+
+def _describe_value(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {_short.repr(value)}"
+    kind = "integer" if isinstance(value, int) else "number"
+    return f"the {kind} {getattr(value, 'text', value)}"
+
+
+def _message(keyword: str, value: t.Any, instance: t.Any, schema: dict[str, t.Any]) -> str:
+    got = _describe_value(instance)
+    if keyword == "type":
+        return f"expected {_type_name(value)}, got {got}"
+    if keyword == "const":
+        return f"expected {value!r}, got {got}"
+    if keyword == "enum":
+        return f"expected one of {', '.join(map(str, value))}; got {got}"
+    if keyword == "pattern":
+        expected = schema.get("x-expected", f"text matching {value}")
+        return f"expected {expected}; got {got}"
+    if keyword == "maximum":
+        return f"must be at most {value}; got {getattr(instance, 'text', instance)}"
+    if keyword == "minimum":
+        return f"must be at least {value}; got {getattr(instance, 'text', instance)}"
+    if keyword == "minItems":
+        return "must not be empty" if value == 1 else f"needs at least {value} items"
+    if keyword == "maxItems":
+        return f"has {len(instance)} items; at most {value} allowed"
+    if keyword == "minLength":
+        return "must not be empty"
+    if keyword == "maxLength":
+        return f"is {len(instance)} characters long; at most {value} allowed"
+    if keyword == "minProperties":
+        return "must not be empty"
+    if keyword == "maxProperties":
+        return f"has {len(instance)} entries; at most {value} allowed"
+    return f"is not valid ({keyword} {_short.repr(value)})"
+
+
+# --- semantic rules -----------------------------------------------------------
+
+
+def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
+    data = loaded.data
+    out: list[Problem] = []
+    out += _check_run(loaded, data.get("run"))
+    resources = _mapping(data.get("resources"))
+    for key, parse in (("time", parse_time), ("mem", parse_mem)):
+        value = resources.get(key)
+        if isinstance(value, str):  # integers: the schema's minimum and maximum say it
+            try:
+                parse(value)  # type: ignore[operator]
+            except ValueError as e:
+                out.append(loaded.problem(("resources", key), str(e)))
+    if resources.get("gpu_type") is not None and resources.get("gpus", 0) == 0:
+        out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
+    out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
+    out += _check_targets(loaded, _mapping(data.get("container")))
+    out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
+    out += _check_env_names(loaded, data)
+    return out
+
+
+def _mapping(value: object) -> dict[str, t.Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
+    if not isinstance(run, dict):
+        return []
+    kinds = [k for k in ("commands", "grid", "sweep") if k in run]
+    if len(kinds) != 1:
+        given = f"{' and '.join(kinds)} given" if kinds else "none given"
+        return [loaded.problem(("run",), f"expected exactly one of commands, grid, sweep; {given}")]
+    grid = run.get("grid")
+    if not isinstance(grid, dict):
+        return []
+    from .resolve import grid_placeholders
+
+    out: list[Problem] = []
+    template, parameters = grid.get("template"), grid.get("parameters")
+    if isinstance(template, str) and isinstance(parameters, dict):
+        try:
+            names = grid_placeholders(template)
+        except ValueError as e:
+            return [loaded.problem(("run", "grid", "template"), str(e))]
+        for name in names:
+            if name not in parameters:
+                out.append(loaded.problem(("run", "grid", "template"), f"placeholder {{{{ {name} }}}} has no parameter; parameters: {', '.join(parameters)}"))
+        for name in parameters:
+            if name not in names:
+                out.append(loaded.problem(("run", "grid", "parameters", name), f"parameter {name!r} is not used in the template", key=True, level="warning"))
+        count = 1
+        for values in parameters.values():
+            count *= len(values) if isinstance(values, list) else 1
+        if count > MAX_TASKS:
+            out.append(loaded.problem(("run", "grid", "parameters"), f"the grid has {count:,} combinations; at most {MAX_TASKS:,} tasks are supported"))
+    return out
+
+
+def _check_subsets(loaded: LoadedManifest, subsets: object) -> list[Problem]:
+    if not isinstance(subsets, list):
+        return []
+    out: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, subset in enumerate(subsets):
+        if not isinstance(subset, str):
+            continue
+        where = ("data", "subsets", i)
+        parts = subset.split("/")
+        if any(p in (".", "..") for p in parts):
+            out.append(loaded.problem(where, f"{subset!r}: '.' and '..' are not allowed in a subset path"))
+            continue
+        if subset in seen:
+            out.append(loaded.problem(where, f"{subset!r} is listed twice (first as item {seen[subset]})"))
+            continue
+        for other, j in seen.items():
+            if subset.startswith(other + "/") or other.startswith(subset + "/"):
+                inner, outer = (subset, other) if subset.startswith(other + "/") else (other, subset)
+                out.append(loaded.problem(where, f"{inner!r} lies inside {outer!r} (item {j}); list only one of them"))
+        seen[subset] = i
+    return out
+
+
+def _normal_target(target: str) -> str | None:
+    """The target if it is in normal form (no '.', '..', '//' or trailing '/'), else None."""
+    return target if posixpath.normpath(target) == target and not target.startswith("//") else None
+
+
+def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[Problem]:
+    out: list[Problem] = []
+    taken: dict[str, str] = {t: "mcompile's own bind" for t in OWN_TARGETS}
+    candidates: list[tuple[tuple[str | int, ...], object]] = [(("container", "workdir"), container.get("workdir"))]
+    binds = container.get("binds")
+    if isinstance(binds, list):
+        for i, bind in enumerate(binds):
+            if isinstance(bind, dict):
+                candidates.append((("container", "binds", i, "target"), bind.get("target")))
+                source = bind.get("source")
+                if isinstance(source, str) and ("," in source or ":" in source):
+                    out.append(loaded.problem(("container", "binds", i, "source"), "a bind source cannot contain ',' or ':' (apptainer splits bind specs on them)"))
+    for where, target in candidates:
+        if not isinstance(target, str) or not target.startswith("/"):
+            continue
+        if _normal_target(target) is None:
+            out.append(loaded.problem(where, f"{target!r} is not a normalised path (no '.', '..', '//' or trailing '/'); write {posixpath.normpath(target)!r}"))
+            continue
+        if target in SYSTEM_TARGETS or target.startswith(("/proc/", "/sys/", "/dev/")):
+            out.append(loaded.problem(where, f"{target!r} is a system path; binding over it would break the container"))
+            continue
+        if target == "/data" or target.startswith("/data/"):
+            out.append(loaded.problem(where, f"{target!r}: /data is reserved for data.subsets"))
+            continue
+        if target in taken:
+            out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
+            continue
+        taken[target] = "path " + ".".join(str(p) for p in where)
+    return out
+
+
+def _check_sbatch_options(loaded: LoadedManifest, options: dict[str, t.Any]) -> list[Problem]:
+    out = []
+    for name in options:
+        if name in OWNED_SBATCH_OPTIONS:
+            out.append(loaded.problem(("cluster", "sbatch_options", name), f"--{name} is set by mcompile itself; use its manifest field instead", key=True))
+    return out
+
+
+def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Problem]:
+    out = []
+    env, secrets = _mapping(data.get("env")), _mapping(data.get("secrets"))
+    for section, names in (("env", env), ("secrets", secrets)):
+        for name in names:
+            if isinstance(name, str) and name.upper().startswith(RESERVED_ENV_PREFIXES):
+                out.append(loaded.problem((section, name), f"{name!r}: names starting with {', '.join(RESERVED_ENV_PREFIXES)} are set by mcompile and the runtime", key=True))
+    for name in secrets:
+        if name in env:
+            out.append(loaded.problem(("secrets", name), f"{name!r} is both in env and in secrets", key=True))
+    return out
