@@ -119,6 +119,42 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if any(p.level == "error" for p in problems) else EXIT_OK
 
 
+def _warn(problems: list[t.Any]) -> None:
+    from .report import report_problems
+
+    if problems:
+        report_problems(problems, checked=[])
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from .pipeline import compile_manifest
+
+    runs_dir = args.runs or _runs_default()
+    result = compile_manifest(args.file, runs_dir=runs_dir)
+    _warn(result.warnings)
+    run = result.run
+    n = len(result.plan.tasks)
+    if run.created:
+        print(f"compiled {run.path} ({n} task{'s' if n != 1 else ''})", file=sys.stderr)
+    else:
+        print(f"unchanged: {run.path} already holds this run (nothing written)", file=sys.stderr)
+    print(run.path)
+    if args.submit:
+        from .submit import submit_run
+
+        return submit_run(run.path, manifest_path=args.file)
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .pipeline import build_job
+
+    _, files, _, warnings = build_job(args.file)
+    _warn(warnings)
+    sys.stdout.write(files["plan.txt"].decode())
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text
 
@@ -128,5 +164,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "validate": _cmd_validate,
+    "compile": _cmd_compile,
+    "plan": _cmd_plan,
     "schema": _cmd_schema,
 }

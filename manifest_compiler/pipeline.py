@@ -5,11 +5,17 @@ Nothing here prints; the CLI reports what these return or raise.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import typing as t
 
 from .errors import ManifestError, Problem
 from .load import LoadedManifest, load_manifest
 from .validate import validate_manifest
+
+if t.TYPE_CHECKING:
+    from .plan import JobPlan
+    from .write import WriteResult
 
 
 def check_file(path: str) -> tuple[LoadedManifest | None, list[Problem]]:
@@ -45,3 +51,42 @@ def resolve_file(path: str) -> tuple[dict[str, t.Any], LoadedManifest, list[Prob
 
     loaded, warnings = load_valid(path)
     return resolve_manifest(loaded.data), loaded, warnings
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileResult:
+    run: WriteResult
+    plan: JobPlan
+    warnings: list[Problem]
+
+
+def build_job(path: str) -> tuple[JobPlan, dict[str, bytes], LoadedManifest, list[Problem]]:
+    """Load, validate, resolve, plan and render a manifest; writes nothing."""
+    from .plan import plan_job
+    from .render import render_job
+
+    resolved, loaded, warnings = resolve_file(path)
+    plan = plan_job(resolved)
+    return plan, render_job(plan), loaded, warnings
+
+
+def record_files(loaded: LoadedManifest) -> dict[str, bytes]:
+    """The manifest as written, and each file it extends, for the run's record."""
+    record = {"manifest.yaml": loaded.sources[0].raw}
+    for i, source in enumerate(loaded.sources[1:], start=1):
+        record[f"extends/{i}-{os.path.basename(source.path)}"] = source.raw
+    return record
+
+
+def compile_manifest(path: str, *, runs_dir: str) -> CompileResult:
+    """Compile a manifest into runs_dir/<name>/<hash12>/ (or find it there already).
+
+    Raises:
+        ManifestError: the manifest is invalid.
+        OperationError: the run cannot be written.
+    """
+    from .write import write_run
+
+    plan, files, loaded, warnings = build_job(path)
+    run = write_run(runs_dir, plan.resolved["name"], files, record_files(loaded))
+    return CompileResult(run=run, plan=plan, warnings=warnings)

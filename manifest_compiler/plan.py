@@ -1,0 +1,240 @@
+"""Plan: resolved manifest -> JobPlan. Pure: no I/O, no jinja.
+
+The plan decides everything the job does: sbatch directives, the per-task folders,
+the staging steps and the bind-mount plan. `render` only spells it out, so the
+binds in job.sbatch and mounts.json come from the same list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing as t
+
+from . import __version__
+
+# Shell variables the job script defines before it uses any path below.
+JOB = "${MCOMPILE_JOB}"  # the array's job id (the job id without an array)
+TASK = "${MCOMPILE_TASK}"  # the task's number in the run
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_INTERNAL_VARS = {"MCOMPILE_JOB", "MCOMPILE_TASK", "HOME"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """One bind of the container: `source` on the host (symbolic) at `target` inside."""
+
+    source: str
+    target: str
+    mode: t.Literal["ro", "rw"]
+    lifetime: t.Literal["persistent", "job", "external"]
+    purpose: str
+    create: bool = False  # the job creates the source folder
+
+    def as_dict(self) -> dict[str, str]:
+        return {"source": self.source, "target": self.target, "mode": self.mode, "lifetime": self.lifetime, "purpose": self.purpose}
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStep:
+    """How one data subset reaches the node."""
+
+    subset: str
+    method: t.Literal["archive", "copy", "bind"]
+    source: str  # the subset on the host (symbolic)
+    dest: str  # where the job puts it (symbolic); the source itself for bind
+    index: int  # position in data.subsets; archive steps read MCOMPILE_ARCHIVE_<index>
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+    resolved: dict[str, t.Any]
+    compiler_version: str
+    job_name: str
+    directives: list[tuple[str, str | None]]  # (long option, value or None for a flag)
+    log_path: str  # symbolic, with SLURM's %A/%a/%j patterns
+    log_in_script: bool  # no variables in log_path: #SBATCH --output can carry it
+    tasks: list[str]
+    array: str | None  # --array value, None for a single task
+    local_root: str  # local_tmp (symbolic)
+    local_dir: str  # the task's own folder under local_tmp (symbolic)
+    outputs_dir: str  # the task's persistent folder (symbolic)
+    image: str
+    staged_image: str | None
+    runtime: str
+    entry: str
+    runtime_flags: list[str]
+    workdir: str | None
+    mounts: list[Mount]
+    staging: list[StageStep]
+    archive_dir: str | None
+    env: dict[str, str]
+    secrets: dict[str, str]  # name -> file (symbolic)
+    modules: list[str]
+    required_vars: list[tuple[str, str]]  # (variable, manifest field that uses it)
+    core_hours: float
+    gpu_hours: float
+
+
+def archive_dir(resolved: dict[str, t.Any]) -> str:
+    """Where `stage: archive` keeps its tars: <scratch>/<project>/.mcompile/archives."""
+    scratch = resolved["cluster"]["scratch"].rstrip("/")
+    return f"{scratch}/{resolved['project']}/.mcompile/archives"
+
+
+def _depth(target: str) -> int:
+    return 0 if target.startswith("$") else target.count("/")
+
+
+def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
+    """Decide what the job does for a resolved manifest."""
+    name, project = resolved["name"], resolved["project"]
+    cluster, res, c = resolved["cluster"], resolved["resources"], resolved["container"]
+    tasks = resolved["run"]["tasks"]
+    n = len(tasks)
+
+    array = None
+    if n > 1:
+        array = f"0-{n - 1}"
+        if res["max_parallel"]:
+            array += f"%{res['max_parallel']}"
+
+    logs = resolved["outputs"]["logs"].rstrip("/")
+    log_path = f"{logs}/{name}_%A_%a.out" if n > 1 else f"{logs}/{name}_%j_0.out"
+    log_in_script = "$" not in log_path and not log_path.startswith("~")
+
+    directives: list[tuple[str, str | None]] = [("job-name", f"{project}-{name}")]
+    if log_in_script:
+        directives.append(("output", log_path))
+    for key in ("account", "partition", "qos", "constraint"):
+        if cluster[key]:
+            directives.append((key, cluster[key]))
+    directives += [
+        ("time", res["time"]),
+        ("nodes", str(res["nodes"])),
+        ("ntasks-per-node", str(res["tasks_per_node"])),
+        ("cpus-per-task", str(res["cpus_per_task"])),
+        ("mem", res["mem"]),
+    ]
+    if res["gpus"]:
+        gres = f"gpu:{res['gpu_type']}:{res['gpus']}" if res["gpu_type"] else f"gpu:{res['gpus']}"
+        directives.append(("gres", gres))
+    if array:
+        directives.append(("array", array))
+    for key, value in cluster["sbatch_options"].items():
+        directives.append((key, None if value is True else str(value)))
+
+    local_root = cluster["local_tmp"]
+    local_dir = f"{local_root.rstrip('/')}/mcompile-{JOB}_{TASK}"
+    outputs_dir = f"{resolved['outputs']['dir'].rstrip('/')}/{JOB}_{TASK}"
+
+    mounts = [
+        Mount(outputs_dir, "/scratch_storage", "rw", "persistent", "results of this task; survives the job", create=True),
+        Mount(f"{local_dir}/home", "$HOME", "rw", "job", "empty home folder (nothing from the host's home)", create=True),
+        Mount(f"{local_dir}/db", "/db", "rw", "job", "scratch space for databases", create=True),
+        Mount(f"{local_dir}/tmp", "/tmp", "rw", "job", "a real /tmp on node-local disk", create=True),
+    ]
+    if c["workdir"]:
+        mounts.append(Mount(f"{local_dir}/workdir", c["workdir"], "rw", "job", "empty working directory", create=True))
+
+    staging: list[StageStep] = []
+    data = resolved["data"]
+    if data:
+        root = data["root"].rstrip("/")
+        for i, subset in enumerate(data["subsets"]):
+            source = f"{root}/{subset}"
+            if data["stage"] == "bind":
+                staging.append(StageStep(subset, "bind", source, source, i))
+                mounts.append(Mount(source, f"/data/{subset}", "ro", "external", f"data subset {subset}, bound in place"))
+            else:
+                dest = f"{local_dir}/data/{subset}"
+                staging.append(StageStep(subset, data["stage"], source, dest, i))
+                mounts.append(Mount(dest, f"/data/{subset}", "rw", "job", f"data subset {subset}, staged to node-local disk ({data['stage']})"))
+    for bind in c["binds"]:
+        mounts.append(Mount(bind["source"], bind["target"], bind["mode"], "external", "declared in container.binds"))
+    # parents first: a target inside another target comes after it (stable otherwise)
+    mounts.sort(key=lambda m: _depth(m.target))
+
+    flags = []
+    if c["gpu"] == "nvidia":
+        flags.append("--nv")
+    elif c["gpu"] == "rocm":
+        flags.append("--rocm")
+    if c["cleanenv"]:
+        flags.append("--cleanenv")
+    if c["contain"]:
+        flags += ["--contain", "--no-home"]
+    if c["writable_tmpfs"]:
+        flags.append("--writable-tmpfs")
+
+    hours = _hours(res["time"])
+    core_hours = n * res["nodes"] * res["tasks_per_node"] * res["cpus_per_task"] * hours
+    gpu_hours = n * res["nodes"] * res["gpus"] * hours
+
+    secrets = {k: v["file"] for k, v in resolved["secrets"].items()}
+    return JobPlan(
+        resolved=resolved,
+        compiler_version=__version__,
+        job_name=f"{project}-{name}",
+        directives=directives,
+        log_path=log_path,
+        log_in_script=log_in_script,
+        tasks=tasks,
+        array=array,
+        local_root=local_root,
+        local_dir=local_dir,
+        outputs_dir=outputs_dir,
+        image=c["image"],
+        staged_image=f"{local_dir}/image.sif" if c["stage_image"] else None,
+        runtime=c["runtime"],
+        entry=c["entry"],
+        runtime_flags=flags,
+        workdir=c["workdir"],
+        mounts=mounts,
+        staging=staging,
+        archive_dir=archive_dir(resolved) if data and data["stage"] == "archive" else None,
+        env=resolved["env"],
+        secrets=secrets,
+        modules=cluster["modules"],
+        required_vars=_required_vars(resolved),
+        core_hours=core_hours,
+        gpu_hours=gpu_hours,
+    )
+
+
+def _hours(slurm_time: str) -> float:
+    days, rest = slurm_time.split("-")
+    h, m, s = (int(x) for x in rest.split(":"))
+    return int(days) * 24 + h + m / 60 + s / 3600
+
+
+def path_vars(path: str) -> list[str]:
+    """Variables a symbolic path uses (`~` counts as HOME)."""
+    names = [a or b for a, b in _VAR.findall(path)]
+    if path == "~" or path.startswith("~/"):
+        names.insert(0, "HOME")
+    return names
+
+
+def _required_vars(resolved: dict[str, t.Any]) -> list[tuple[str, str]]:
+    """Every environment variable the paths of the manifest need, with the first field using it."""
+    fields: list[tuple[str, str]] = [
+        ("cluster.local_tmp", resolved["cluster"]["local_tmp"]),
+        ("container.image", resolved["container"]["image"]),
+        ("outputs.dir", resolved["outputs"]["dir"]),
+    ]
+    if resolved["data"]:
+        fields.append(("data.root", resolved["data"]["root"]))
+        if resolved["data"]["stage"] == "archive":
+            fields.append(("cluster.scratch", archive_dir(resolved)))
+    for i, bind in enumerate(resolved["container"]["binds"]):
+        fields.append((f"container.binds[{i}].source", bind["source"]))
+    for name, secret in resolved["secrets"].items():
+        fields.append((f"secrets.{name}.file", secret["file"]))
+    seen: dict[str, str] = {}
+    for field, path in fields:
+        for var in path_vars(path):
+            if var not in _INTERNAL_VARS:
+                seen.setdefault(var, field)
+    return list(seen.items())

@@ -1,0 +1,105 @@
+"""Render: JobPlan -> the files of a job directory ({relative path: bytes}). Pure.
+
+Templates are jinja2 files in the package; they see only the plan. Two filters do
+all shell quoting: `sh` for literal words and `shpath` for manifest paths, whose
+`$VAR`/`${VAR}` (and a leading `~`) expand on the compute node while every other
+byte stays literal.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import shlex
+import typing as t
+
+from .plan import JobPlan
+
+INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
+PLAN_TASKS_SHOWN = 20
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_DQ_SPECIAL = re.compile(r'([\\"$`])')
+
+
+def shell_path(path: str) -> str:
+    """One double-quoted bash word: variables expand, nothing else does.
+
+    No word splitting, globbing, command substitution or arithmetic can happen,
+    whatever the path holds.
+    """
+    if path == "~" or path.startswith("~/"):
+        path = "${HOME}" + path[1:]
+    out, pos = [], 0
+    for m in _VAR.finditer(path):
+        out.append(_DQ_SPECIAL.sub(r"\\\1", path[pos : m.start()]))
+        out.append("${" + (m.group(1) or m.group(2)) + "}")
+        pos = m.end()
+    out.append(_DQ_SPECIAL.sub(r"\\\1", path[pos:]))
+    return '"' + "".join(out) + '"'
+
+
+@functools.lru_cache(maxsize=None)
+def _environment() -> t.Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("manifest_compiler", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters["sh"] = shlex.quote
+    env.filters["shpath"] = shell_path
+    return env
+
+
+def _json(value: t.Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:
+    """tasks/commands (each command then a newline) and tasks/index (N+1 fixed-width offsets)."""
+    encoded = [c.encode() for c in tasks]
+    commands = b"\n".join(encoded) + b"\n"
+    offsets, pos = [], 0
+    for c in encoded:
+        offsets.append(pos)
+        pos += len(c) + 1
+    offsets.append(pos)
+    index = "".join(f"{o:0{INDEX_WIDTH}d}\n" for o in offsets).encode()
+    return commands, index
+
+
+def render_job(plan: JobPlan) -> dict[str, bytes]:
+    """Every generated file of the job directory, by relative path."""
+    env = _environment()
+    commands, index = encode_tasks(plan.tasks)
+    n = len(plan.tasks)
+    context = {
+        "plan": plan,
+        "ntasks": n,
+        "index_width": INDEX_WIDTH,
+        "tasks_sha256": hashlib.sha256(commands).hexdigest(),
+        "shown_tasks": _shown_tasks(plan.tasks),
+    }
+    return {
+        "job.sbatch": env.get_template("job.sbatch.j2").render(context).encode(),
+        "mounts.json": _json([m.as_dict() for m in plan.mounts]),
+        "plan.txt": env.get_template("plan.txt.j2").render(context).encode(),
+        "resolved.json": _json(plan.resolved),
+        "tasks/commands": commands,
+        "tasks/index": index,
+    }
+
+
+def _shown_tasks(tasks: t.Sequence[str]) -> list[tuple[int | None, str]]:
+    if len(tasks) <= PLAN_TASKS_SHOWN:
+        return list(enumerate(tasks))
+    head = PLAN_TASKS_SHOWN - 2
+    return [*enumerate(tasks[:head]), (None, ""), (len(tasks) - 1, tasks[-1])]

@@ -1,0 +1,128 @@
+"""Write: rendered files -> runs/<name>/<hash12>/, content-addressed and atomic.
+
+The directory name is the first 12 hex digits of a SHA-256 over every generated
+file (path and bytes). The manifest as written (and each extends file) is kept
+beside them for the record, outside the hash, so a comment-only edit compiles to
+the same run. A run appears whole or not at all: files go to a hidden temporary
+sibling that is renamed into place; an existing run is never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import socket
+import typing as t
+from pathlib import Path
+
+from .errors import OperationError
+
+RECORD_FILES = ("manifest.yaml", "extends/", "submissions.jsonl")
+_TMP_PREFIX = ".tmp-"
+
+
+def content_hash(files: t.Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        data = files[path]
+        digest.update(f"{path}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    hash: str
+    created: bool  # False: the run already existed and was left as it was
+
+
+def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str, bytes],
+              record: t.Mapping[str, bytes]) -> WriteResult:
+    """Create runs_dir/name/hash12 holding `files` (hashed) and `record` (not hashed).
+
+    Raises:
+        OperationError: the runs folder cannot be created or written.
+    """
+    full = content_hash(files)
+    parent = Path(runs_dir) / name
+    final = parent / full[:12]
+    if final.exists():
+        return WriteResult(final, full, created=False)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(parent)
+        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{socket.gethostname()}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise OperationError(f"cannot write the run under {parent}: {e.strerror or e}") from e
+    try:
+        for rel, data in {**files, **record}.items():
+            _write_file(tmp / rel, data, executable=rel == "job.sbatch")
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if final.is_dir():  # another compile of the same manifest won the race
+                return WriteResult(final, full, created=False)
+            raise
+        _fsync_dir(parent)
+    except OSError as e:
+        raise OperationError(f"cannot write the run {final}: {e.strerror or e}") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return WriteResult(final, full, created=True)
+
+
+def _write_file(path: Path, data: bytes, *, executable: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if executable else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, 0o755 if executable else 0o644)  # whatever the umask
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(parent: Path) -> None:
+    """Remove temporaries of compiles on this host that died (kill -9) before renaming."""
+    host = socket.gethostname()
+    for entry in parent.iterdir():
+        if not entry.name.startswith(_TMP_PREFIX):
+            continue
+        owner_host, _, pid = entry.name[len(_TMP_PREFIX) + 13 :].rpartition("-")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_runs(runs_dir: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Compiled runs, newest first (by the time the run directory appeared)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    names = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    runs = [r for n in names if n.is_dir() for r in n.iterdir()
+            if r.is_dir() and not r.name.startswith(".") and (r / "job.sbatch").is_file()]
+    return sorted(runs, key=lambda r: (r.stat().st_mtime_ns, r.name), reverse=True)
