@@ -155,6 +155,37 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from .pipeline import resolve_file
+    from .stage import stage_archives
+
+    resolved, _, warnings = resolve_file(args.file)
+    _warn(warnings)
+    archives = stage_archives(resolved)
+    if not archives:
+        print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
+    for a in archives:
+        print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    if archives:
+        exports = ",".join(f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives)
+        print(f"mcompile: by hand, submit with: sbatch --export=ALL,{exports} job.sbatch", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from .runs import describe_runs, format_runs
+
+    runs = describe_runs(args.runs or _runs_default(), args.name)
+    if args.format == "json":
+        json.dump(runs, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_runs(runs))
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text
 
@@ -167,4 +198,6 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "compile": _cmd_compile,
     "plan": _cmd_plan,
     "schema": _cmd_schema,
+    "stage": _cmd_stage,
+    "runs": _cmd_runs,
 }

@@ -1,0 +1,155 @@
+"""Stage: build or reuse the data archives of a run (`data.stage: archive`), on the submitting host.
+
+One tar per subset under <scratch>/<project>/.mcompile/archives/<fingerprint>.tar.
+The fingerprint is a SHA-256 over the subset's path and the relative path, type,
+size and mtime of every entry in it, so changed data gets a new archive and an
+archive of other data is never used. An archive is written to a temporary name
+and renamed into place only after the data was seen unchanged while it was being
+written: a killed or racing build never leaves a file a later run would trust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import typing as t
+from pathlib import Path
+
+from .errors import OperationError
+from .plan import archive_dir
+
+FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
+
+
+def expand(path: str) -> str:
+    """Expand `~` and `$VARS` of a manifest path on this host.
+
+    Raises:
+        OperationError: a variable the path uses is not set here.
+    """
+    from .plan import path_vars
+
+    missing = [v for v in path_vars(path) if v not in os.environ]
+    if missing:
+        raise OperationError(f"{path}: {', '.join(missing)} is not set on this host")
+    return os.path.expandvars(os.path.expanduser(path))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    digest: str
+    files: int
+    bytes: int
+
+
+def check_subset(root: Path, subset: str) -> Path:
+    """root/subset, if it is a folder that does not lead outside root through a link.
+
+    Raises:
+        OperationError: the subset is missing, not a folder, or escapes the data root.
+    """
+    top = root / subset
+    if not os.path.isdir(top):
+        raise OperationError(f"data subset {subset} not found: {top} is not a folder")
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(top)]) != real_root:
+        raise OperationError(f"data subset {subset}: {top} is a link that leads outside the data root {root}")
+    return top
+
+
+def fingerprint(root: Path, subset: str) -> Fingerprint:
+    """Fingerprint of root/subset: paths, types, sizes and mtimes of everything in it.
+
+    Raises:
+        OperationError: see `check_subset`.
+    """
+    top = check_subset(root, subset)
+    digest = hashlib.sha256(f"mcompile-archive-v1\0{subset}\0".encode())
+    files = size = 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in [*sorted(filenames), *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
+            st = os.lstat(os.path.join(dirpath, name))
+            kind = "l" if stat.S_ISLNK(st.st_mode) else "f"
+            extra = os.readlink(os.path.join(dirpath, name)) if kind == "l" else ""
+            digest.update(f"{kind}\0{rel_dir}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0{extra}\0".encode())
+            files += 1
+            size += st.st_size
+        for name in dirnames:
+            digest.update(f"d\0{rel_dir}/{name}\0".encode())
+    return Fingerprint(digest.hexdigest()[:FINGERPRINT_LENGTH], files, size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    subset: str
+    index: int  # position in data.subsets: the job reads MCOMPILE_ARCHIVE_<index>
+    fingerprint: str
+    path: Path
+    built: bool  # False: reused an existing archive of the same data
+
+
+def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sys.stderr) -> list[Archive]:
+    """Build or reuse one archive per subset. Nothing to do unless stage is archive.
+
+    Raises:
+        OperationError: data missing, a variable unset, tar failing, the data
+            changing while it was archived.
+    """
+    data = resolved.get("data")
+    if not data or data["stage"] != "archive":
+        return []
+    root = Path(expand(data["root"]))
+    target_dir = Path(expand(archive_dir(resolved)))
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OperationError(f"cannot create {target_dir}: {e.strerror or e}") from e
+    return [_stage_one(root, subset, i, target_dir, progress) for i, subset in enumerate(data["subsets"])]
+
+
+def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: t.TextIO | None) -> Archive:
+    before = fingerprint(root, subset)
+    final = target_dir / f"{before.digest}.tar"
+    if final.is_file():
+        return Archive(subset, index, before.digest, final, built=False)
+    if progress:
+        print(f"mcompile: archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}", file=progress, flush=True)
+    started = time.monotonic()
+    tmp = target_dir / f".{before.digest}.tar.tmp-{socket.gethostname()}-{os.getpid()}"
+    try:
+        proc = subprocess.run(
+            ["tar", "-cf", str(tmp), "--sort=name", "--format=gnu", "-C", str(root), "--", subset],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        if proc.returncode != 0:
+            raise OperationError(f"archiving {subset} failed: {proc.stderr.strip() or f'tar exited {proc.returncode}'}")
+        after = fingerprint(root, subset)
+        if after.digest != before.digest:
+            raise OperationError(f"data subset {subset} changed while it was archived; try again when it is stable")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except FileNotFoundError as e:
+        raise OperationError(f"cannot archive {subset}: {e.strerror}: {e.filename}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    if progress:
+        print(f"mcompile: archived {subset} in {time.monotonic() - started:.1f} s", file=progress, flush=True)
+    return Archive(subset, index, before.digest, final, built=True)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
