@@ -41,12 +41,34 @@ def shell_path(path: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _bytecode_cache() -> t.Any:
+    """jinja2's own bytecode cache in the user's cache folder; None where it cannot live.
+
+    Compiling the templates costs more than rendering 10,000 tasks; the cache is
+    keyed by each template's checksum, so it never serves a stale template.
+    """
+    import os
+
+    import jinja2
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "mcompile", "jinja")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK):
+        return None
+    return jinja2.FileSystemBytecodeCache(folder)
+
+
 @functools.lru_cache(maxsize=None)
 def _environment() -> t.Any:
     import jinja2
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("manifest_compiler", "templates"),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
