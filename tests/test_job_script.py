@@ -1,0 +1,209 @@
+"""Run compiled job.sbatch files with bash outside SLURM, through the apptainer test double.
+
+SLURM_* variables are set by hand, SCRATCH and SLURM_TMPDIR are temporary folders,
+and tests/doubles/apptainer executes the bind-mount plan for real with bubblewrap.
+What reaches the runtime is read back from the double's JSON log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from manifest_compiler.pipeline import compile_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "doubles"))
+from make_test_image import make_image  # noqa: E402
+
+if not shutil.which("bwrap"):
+    if os.environ.get("CI"):
+        pytest.fail("bubblewrap is not installed; scripts/setup.sh installs it", pytrace=False)
+    pytest.skip("bubblewrap (bwrap) is not installed: run scripts/setup.sh", allow_module_level=True)
+
+SECRET = "s3cr3t-VALUE-that-must-not-leak"
+
+NASTY = [
+    "echo \"it's\" 'a \"quoted\" word' $HOME `echo backticks` $(echo subst)",
+    "printf '%s\\n' back\\\\slash 'single\\back'",
+    "echo trailing backslash \\",
+    "echo line1\necho line2\n",
+    "echo a,b,c --opt=x,y,z",
+    "   echo spaced out   ",
+    "echo héllo wörld ✓ 日本語 🎉",
+    "echo 'ends with newlines'\n\n\n",
+    "#SBATCH --time=99:00:00\necho not an sbatch line",
+    "echo '%s %q %n' \"${SLURM_JOB_ID:-x}\" ; exit 0",
+]
+
+
+def _write_manifest(tmp: Path, commands: list[str], **extra: object) -> Path:
+    doc = {
+        "version": 1,
+        "name": "jobtest",
+        "project": "proj",
+        "container": {"image": "$SCRATCH/containers/app.sif", "workdir": "/workdir"},
+        "data": {"subsets": ["ds/train"], "stage": "copy"},
+        "resources": {"time": "10m", "mem": "1G"},
+        "run": {"commands": commands},
+        "env": {"PLAIN": "a value with 'quotes' and $dollars", "COUNT": 3},
+        "secrets": {"API_KEY": {"file": "~/api_key.txt"}},
+    }
+    doc.update(extra)
+    path = tmp / "manifest.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def cluster_dirs(tmp_path: Path) -> dict[str, Path]:
+    scratch, local, home = tmp_path / "scratch", tmp_path / "local", tmp_path / "home"
+    for d in (scratch / "containers", scratch / "proj" / "data" / "ds" / "train", local, home):
+        d.mkdir(parents=True)
+    (scratch / "proj" / "data" / "ds" / "train" / "x.txt").write_text("data-line\n")
+    make_image(scratch / "containers" / "app.sif", {"opt/app/marker": "image file\n"})
+    (home / "api_key.txt").write_text(SECRET + "\n")
+    (home / "api_key.txt").chmod(0o600)
+    return {"scratch": scratch, "local": local, "home": home}
+
+
+def _run_task(run: Path, task: int | None, dirs: dict[str, Path], stand_in_env: dict[str, str],
+              array_job: int = 4242) -> subprocess.CompletedProcess[str]:
+    env = dict(stand_in_env)
+    env.update({
+        "SLURM_JOB_ID": str(array_job + (task or 0)),
+        "SLURM_SUBMIT_DIR": str(run),
+        "SCRATCH": str(dirs["scratch"]),
+        "SLURM_TMPDIR": str(dirs["local"]),
+        "HOME": str(dirs["home"]),
+        "API_KEY": "host-value-must-not-be-used",
+    })
+    if task is not None:
+        env.update({"SLURM_ARRAY_JOB_ID": str(array_job), "SLURM_ARRAY_TASK_ID": str(task)})
+    return subprocess.run(["bash", str(run / "job.sbatch")], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+
+
+def _calls(stand_in_env: dict[str, str]) -> list[dict]:
+    log = Path(stand_in_env["APPTAINER_DOUBLE_LOG"])
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_every_task_reaches_the_runtime_with_exactly_its_command(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                                 stand_in_env: dict[str, str]) -> None:
+    run = compile_manifest(str(_write_manifest(tmp_path, NASTY)), runs_dir=str(tmp_path / "runs")).run.path
+    for task in range(len(NASTY)):
+        proc = _run_task(run, task, cluster_dirs, stand_in_env)
+        assert "mcompile: task" in proc.stderr, proc.stderr
+    calls = _calls(stand_in_env)
+    assert [c["argv"][-1] for c in calls] == NASTY
+    mounts = json.loads((run / "mounts.json").read_text())
+    for task, call in enumerate(calls):
+        assert call["subcommand"] == "run"
+        assert [b["target"] for b in call["binds"]] == [str(cluster_dirs["home"]) if m["target"] == "$HOME" else m["target"] for m in mounts]
+        assert call["binds"][1]["source"] == str(cluster_dirs["scratch"] / "proj" / "jobtest" / f"4242_{task}")
+        assert {"--cleanenv", "--contain", "--no-home", "--writable-tmpfs"} <= set(call["flags"])
+        assert call["pwd"] == "/workdir"
+        assert {"API_KEY", "PLAIN", "COUNT", "MCOMPILE_TASK", "SLURM_JOB_ID"} <= set(call["env_file_names"])
+    for task in range(len(NASTY)):
+        assert (cluster_dirs["scratch"] / "proj" / "jobtest" / f"4242_{task}").is_dir()
+    assert list(cluster_dirs["local"].iterdir()) == [], "node-local folders must be removed at exit"
+
+
+def test_a_task_sees_data_env_secret_and_writes_results(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                        stand_in_env: dict[str, str]) -> None:
+    command = (
+        "cat /data/ds/train/x.txt > /scratch_storage/data.txt; "
+        "printf '%s' \"$API_KEY\" > /scratch_storage/secret.txt; "
+        "printf '%s|%s|%s|%s' \"$PLAIN\" \"$COUNT\" \"$MCOMPILE_TASK\" \"$PWD\" > /scratch_storage/env.txt; "
+        "touch /db/ok /tmp/ok \"$HOME/ok\" /workdir/ok; ls /opt/app/marker"
+    )
+    manifest = _write_manifest(tmp_path, [command])
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    proc = _run_task(run, None, cluster_dirs, stand_in_env)
+    assert proc.returncode == 0, proc.stderr
+    out = cluster_dirs["scratch"] / "proj" / "jobtest" / "4242_0"
+    assert (out / "data.txt").read_text() == "data-line\n"
+    assert (out / "secret.txt").read_text() == SECRET
+    assert (out / "env.txt").read_text() == "a value with 'quotes' and $dollars|3|0|/workdir"
+    # the secret appears nowhere but where the task put it
+    assert SECRET not in proc.stdout + proc.stderr
+    assert SECRET not in Path(stand_in_env["APPTAINER_DOUBLE_LOG"]).read_text()
+    for f in run.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+    assert list(cluster_dirs["local"].iterdir()) == []
+
+
+def test_exit_status_of_the_command_is_the_jobs(tmp_path: Path, cluster_dirs: dict[str, Path], stand_in_env: dict[str, str]) -> None:
+    run = compile_manifest(str(_write_manifest(tmp_path, ["exit 7"])), runs_dir=str(tmp_path / "runs")).run.path
+    proc = _run_task(run, None, cluster_dirs, stand_in_env)
+    assert proc.returncode == 7
+    assert "mcompile: task 0 exited with status 7" in proc.stderr
+
+
+def test_exec_entry_runs_bash_c(tmp_path: Path, cluster_dirs: dict[str, Path], stand_in_env: dict[str, str]) -> None:
+    manifest = _write_manifest(tmp_path, ["echo via exec > /scratch_storage/x"])
+    doc = yaml.safe_load(manifest.read_text())
+    doc["container"]["entry"] = "exec"
+    manifest.write_text(yaml.safe_dump(doc))
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    assert _run_task(run, None, cluster_dirs, stand_in_env).returncode == 0
+    call = _calls(stand_in_env)[0]
+    assert call["subcommand"] == "exec" and call["argv"][-3:] == ["bash", "-c", "echo via exec > /scratch_storage/x"]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("unset-scratch", "SCRATCH is not set"),
+        ("no-image", "container image not found"),
+        ("no-data", "data subset ds/train not found"),
+        ("no-secret", "secret API_KEY: cannot read"),
+        ("edited-tasks", "tasks/commands was changed after compile"),
+    ],
+)
+def test_clear_failure_before_the_container_starts(breakage: str, message: str, tmp_path: Path,
+                                                    cluster_dirs: dict[str, Path], stand_in_env: dict[str, str]) -> None:
+    run = compile_manifest(str(_write_manifest(tmp_path, ["true"])), runs_dir=str(tmp_path / "runs")).run.path
+    env = dict(stand_in_env)
+    if breakage == "unset-scratch":
+        env.pop("SCRATCH", None)
+        dirs = dict(cluster_dirs, scratch=Path(""))
+    else:
+        dirs = cluster_dirs
+    if breakage == "no-image":
+        (cluster_dirs["scratch"] / "containers" / "app.sif").unlink()
+    if breakage == "no-data":
+        shutil.rmtree(cluster_dirs["scratch"] / "proj" / "data")
+    if breakage == "no-secret":
+        (cluster_dirs["home"] / "api_key.txt").unlink()
+    if breakage == "edited-tasks":
+        (run / "tasks" / "commands").chmod(0o644)
+        (run / "tasks" / "commands").write_text("rm -rf /\n")
+    if breakage == "unset-scratch":
+        env.update({"SLURM_JOB_ID": "1", "SLURM_SUBMIT_DIR": str(run), "SLURM_TMPDIR": str(cluster_dirs["local"]), "HOME": str(cluster_dirs["home"])})
+        proc = subprocess.run(["bash", str(run / "job.sbatch")], env=env, capture_output=True, text=True, timeout=60)
+    else:
+        proc = _run_task(run, None, dirs, env)
+    assert proc.returncode == 1
+    assert message in proc.stderr and proc.stderr.startswith("mcompile: ")
+    assert _calls(stand_in_env) == [], "the container must not start"
+
+
+def test_a_shared_local_tmp_gets_its_own_subfolder_removed_at_exit(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                                   stand_in_env: dict[str, str]) -> None:
+    shared = tmp_path / "scratch-ssd"
+    (shared / "someone-else").mkdir(parents=True)
+    manifest = _write_manifest(tmp_path, ["true", "true", "true", "ls -d /tmp /db > /scratch_storage/ls.txt"],
+                               cluster={"local_tmp": str(shared)})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    assert _run_task(run, 3, cluster_dirs, stand_in_env, array_job=77).returncode == 0
+    assert _calls(stand_in_env)[0]["binds"][2]["source"].startswith(f"{shared}/mcompile-77_3/")
+    assert [p.name for p in shared.iterdir()] == ["someone-else"]
