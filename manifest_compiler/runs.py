@@ -32,6 +32,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
+ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT"})
+
 _TASK_ID = re.compile(r"^(\d+)(?:_(\d+|\[[^\]]*\]))?$")
 
 
@@ -109,10 +111,12 @@ def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
     states = _from_sacct(job_ids)
     if states is not None:
         return states, "sacct"
-    # No accounting: the newest attempt of each task wins, squeue over jobcomp
-    merged: dict[tuple[str, int | None], TaskState] = {}
-    for s in _from_jobcomp(job_ids) + _from_squeue(job_ids):
-        merged[(s.job_id, s.task)] = s
+    # No accounting: the jobcomp file has finished attempts with exit codes; squeue
+    # wins where a task is still (or again, after a requeue) queued or running.
+    merged: dict[tuple[str, int | None], TaskState] = {(s.job_id, s.task): s for s in _from_jobcomp(job_ids)}
+    for s in _from_squeue(job_ids):
+        if (s.job_id, s.task) not in merged or s.state in ACTIVE_STATES:
+            merged[(s.job_id, s.task)] = s
     return list(merged.values()), "squeue+jobcomp"
 
 
@@ -154,7 +158,7 @@ def describe_runs(runs_dir: str, name: str | None = None) -> list[dict[str, t.An
             counts: dict[str, int] = {}
             for s in tasks:
                 counts[s.state] = counts.get(s.state, 0) + 1
-            failed = [dataclasses.asdict(s) for s in tasks if s.state.split()[0] not in ("COMPLETED", "PENDING", "RUNNING", "REQUEUED")]
+            failed = [dataclasses.asdict(s) for s in tasks if s.state.split()[0] != "COMPLETED" and s.state.split()[0] not in ACTIVE_STATES]
             entry["submissions"].append({
                 "job_id": sub["job_id"],
                 "time": sub.get("time"),
