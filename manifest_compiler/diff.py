@@ -1,0 +1,716 @@
+"""Diff: two manifests, job directories or git revisions -> what really changes.
+
+Each side is resolved first (extends merged, defaults filled, time and memory
+normalised, the run expanded into tasks), so `time: 90m` and `time: "1:30:00"`
+are the same and only changes in meaning show. The resolved documents are compared
+with deepdiff, except the task lists, which are compared here (a 10,000-task grid
+that differs in one task must stay fast). Every change is classified:
+
+- **results**: it can change what the job computes (image, binds, commands,
+  data, env, secrets, where outputs go, ...);
+- **scheduling**: it only changes how SLURM runs the job (time, memory, GPUs,
+  partition, modules, logs, ...). See `SCHEDULING_PATHS`.
+
+Sides (`load_side`): a manifest file, a job directory (its `resolved.json`), or
+`REV:path`, read with `git show` from the repository of the current directory
+(`path` is relative to the repository root, as in git; `./x` and `../x` are
+relative to the current directory). `extends` inside a revision is read from the
+same revision. An existing path always wins over the `REV:path` reading.
+
+JSON output (`format_json`), stable; keys sorted, two-space indent::
+
+    {
+      "a": "<label of A, the old side>",
+      "b": "<label of B, the new side>",
+      "summary": {"changes": 4, "results": 1, "scheduling": 3,
+                  "text": "4 changes: 1 affects results, 3 scheduling only"},
+      "changes": [
+        {"section": "resources",        # experiment (version, name, project,
+                                        # description), cluster, container, data,
+                                        # resources, run, env, secrets, outputs
+         "path": "resources.time",      # e.g. container.binds[0].mode, run.tasks[3]
+         "kind": "changed",             # changed | added | removed | reordered
+         "old": "0-12:00:00",           # JSON value in A; null when added
+         "new": "1-00:00:00",           # JSON value in B; null when removed
+         "impact": "scheduling"}        # results | scheduling
+      ]
+    }
+
+Indices in paths: an added item has its index in B, a removed one its index in A,
+a changed one its index in B. `run.tasks` with kind `reordered` (the same tasks in
+another order) has `old` and `new` null. Changes are ordered by section (as
+above), then by path; task changes come last in `run`, in task order.
+
+Exit codes of `diff_command` follow diff(1): 0 no differences, 1 differences,
+2 error (every error is a `DiffError`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import json
+import os
+import subprocess
+import typing as t
+from pathlib import Path
+
+from .errors import ManifestError, McompileError, Problem
+from .load import LoadedManifest, Source, format_path, merge, parse_source
+
+Kind = t.Literal["changed", "added", "removed", "reordered"]
+Impact = t.Literal["results", "scheduling"]
+Format = t.Literal["text", "markdown", "json"]
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+
+# Paths (and everything below them) whose changes are scheduling only; every other
+# path affects results. A change of `cluster.scratch` alone is scheduling only: the
+# defaults it feeds (data.root, outputs.dir) are resolved and show as changes of
+# their own. `container.stage_image` copies the same image to local disk first.
+SCHEDULING_PATHS: frozenset[tuple[str, ...]] = frozenset({
+    ("description",),
+    ("cluster",),
+    ("container", "stage_image"),
+    ("resources",),
+    ("outputs", "logs"),
+})
+
+SECTIONS = ("experiment", "cluster", "container", "data", "resources", "run", "env", "secrets", "outputs")
+_EXPERIMENT_KEYS = frozenset({"version", "name", "project", "description"})
+
+# Text and markdown list at most this many task changes (json lists them all).
+MAX_SHOWN_TASK_CHANGES = 20
+
+# Above this many differing tasks, difflib's autojunk heuristic keeps the task
+# comparison near-linear even when many tasks are the same command.
+_AUTOJUNK_ABOVE = 2000
+
+
+class DiffError(McompileError):
+    """`mcompile diff` cannot compare: a side is missing, unreadable or invalid (exit 2)."""
+
+    exit_code = EXIT_ERROR
+
+
+class DiffManifestError(DiffError, ManifestError):
+    """A side is not a valid manifest: one located line per problem (exit 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """One side of a diff: what the user named and its resolved manifest."""
+
+    label: str  # as the user wrote it (or the run directory found for them)
+    resolved: dict[str, t.Any]  # plain JSON data, as in resolved.json
+    kind: t.Literal["manifest", "run", "revision"]
+    run_dir: Path | None = None  # the job directory, for kind "run"
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One difference between the resolved sides."""
+
+    section: str
+    path: str
+    kind: Kind
+    old: t.Any
+    new: t.Any
+    impact: Impact
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestDiff:
+    """Every change from side A (old) to side B (new)."""
+
+    a: str
+    b: str
+    changes: tuple[Change, ...]
+
+    @property
+    def results(self) -> int:
+        return sum(c.impact == "results" for c in self.changes)
+
+    @property
+    def scheduling(self) -> int:
+        return sum(c.impact == "scheduling" for c in self.changes)
+
+    def summary(self) -> str:
+        """`4 changes: 1 affects results, 3 scheduling only`, or `no changes`."""
+        n = len(self.changes)
+        if n == 0:
+            return "no changes"
+        verb = "affects" if self.results == 1 else "affect"
+        return f"{n} change{'s' if n != 1 else ''}: {self.results} {verb} results, {self.scheduling} scheduling only"
+
+
+# --------------------------------------------------------------------------- sides
+
+
+def load_side(spec: str, *, runs_dir: str) -> Side:
+    """Resolve one side of a diff.
+
+    Args:
+        spec: what to compare, tried in this order: an existing path (a manifest
+            file, or a job directory holding resolved.json); `REV:path` when the
+            spec holds a ':' (a file in a git revision of the repository around
+            the current directory); `NAME/HASH12` or `NAME` (its newest run)
+            under runs_dir; else a manifest file (which then cannot be read).
+        runs_dir: where compiled runs live.
+
+    Raises:
+        DiffManifestError: a manifest (from a file or a revision) does not load or
+            is invalid; its problems are located.
+        DiffError: a job directory has no readable resolved.json, or git fails.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        return _load_run(path, spec)
+    if path.exists():
+        return _load_file(spec)
+    if ":" in spec:
+        rev, _, rel = spec.partition(":")
+        return _load_revision(rev, rel, spec)
+    run = _find_run(runs_dir, spec)
+    if run is not None:
+        return _load_run(run, str(run))
+    return _load_file(spec)
+
+
+def _find_run(runs_dir: str, spec: str) -> Path | None:
+    """runs_dir/NAME/HASH12, or the newest run of runs_dir/NAME; None when neither exists."""
+    if not spec or os.path.isabs(spec) or ".." in Path(spec).parts:
+        return None
+    candidate = Path(runs_dir) / spec
+    if (candidate / "resolved.json").is_file():
+        return candidate
+    if len(Path(spec).parts) == 1 and candidate.is_dir():
+        runs = previous_runs(runs_dir, spec)
+        return runs[0] if runs else None
+    return None
+
+
+def _plain(resolved: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The resolved manifest as resolved.json holds it (plain JSON types)."""
+    return t.cast("dict[str, t.Any]", json.loads(json.dumps(resolved)))
+
+
+def _load_file(path: str) -> Side:
+    from .pipeline import resolve_file
+
+    try:
+        resolved, _, _ = resolve_file(path)
+    except ManifestError as e:
+        raise DiffManifestError(e.problems) from None
+    return Side(path, _plain(resolved), "manifest")
+
+
+def read_resolved(run_dir: Path) -> dict[str, t.Any]:
+    """The resolved.json of a job directory.
+
+    Raises:
+        DiffError: it is missing, unreadable or not a resolved manifest.
+    """
+    file = run_dir / "resolved.json"
+    try:
+        data = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise DiffError(f"{run_dir}: not a job directory (no resolved.json)") from None
+    except OSError as e:
+        raise DiffError(f"{file}: cannot read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise DiffError(f"{file}: not valid JSON: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
+        raise DiffError(f"{file}: not a resolved manifest (expected an object with name and run)")
+    return data
+
+
+def _load_run(run_dir: Path, label: str) -> Side:
+    return Side(label, read_resolved(run_dir), "run", run_dir)
+
+
+def _git(args: list[str]) -> bytes:
+    """Run git in the current directory; its stdout.
+
+    Raises:
+        DiffError: git is missing or fails; the message quotes git's stderr.
+    """
+    try:
+        proc = subprocess.run(["git", *args], capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    except OSError as e:
+        raise DiffError(f"cannot run git ({e.strerror or e}); REV:path needs git") from None
+    if proc.returncode != 0:
+        stderr = "; ".join(line.strip() for line in proc.stderr.decode(errors="replace").splitlines() if line.strip())
+        raise DiffError(f"git {' '.join(args)} failed: {stderr or f'exit status {proc.returncode}'}")
+    return proc.stdout
+
+
+def _repo_path(path: str, prefix: str) -> str | None:
+    """`path` relative to the repository root (git's reading of REV:path); None outside it."""
+    if path.startswith(("./", "../")) or path in (".", ".."):
+        path = prefix + path
+    norm = os.path.normpath(path)
+    if norm.startswith("../") or norm == ".." or os.path.isabs(norm):
+        return None
+    return norm
+
+
+def _show(rev: str, repo_path: str) -> bytes:
+    raw = _git(["show", f"{rev}:{repo_path}"])
+    if raw.startswith(f"tree {rev}:{repo_path}\n".encode()):
+        raise DiffError(f"{rev}:{repo_path} is a directory in git, not a manifest")
+    return raw
+
+
+def _load_revision(rev: str, rel: str, label: str) -> Side:
+    loaded = load_revision(rev, rel, label)
+    from .resolve import resolve_manifest
+    from .validate import validate_manifest
+
+    problems = validate_manifest(loaded)
+    if any(p.level == "error" for p in problems):
+        raise DiffManifestError(problems)
+    return Side(label, _plain(resolve_manifest(loaded.data)), "revision")
+
+
+def load_revision(rev: str, rel: str, label: str) -> LoadedManifest:
+    """A manifest and its extends chain read from a git revision, merged as `load_manifest` does.
+
+    Args:
+        rev: a git revision (`HEAD~1`, `origin/main`, or empty for the index).
+        rel: the manifest's path, relative to the repository root (or `./`-relative
+            to the current directory).
+        label: how the manifest is named in problems (the spec as written).
+
+    Raises:
+        DiffManifestError: a file does not parse, or the extends chain is broken.
+        DiffError: git fails (bad revision, missing file, not a repository).
+    """
+    prefix = _git(["rev-parse", "--show-prefix"]).decode().strip()
+    current = _repo_path(rel, prefix)
+    if current is None:
+        raise DiffError(f"{label}: the path lies outside the git repository")
+    sources: list[Source] = []
+    seen: list[str] = []
+    ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
+    while True:
+        if current in seen:
+            assert ref is not None
+            chain = " -> ".join([*(s.path for s in sources), f"{rev}:{current}"])
+            raise DiffManifestError([_extends_problem(ref[0], f"extends cycle: {chain}")])
+        seen.append(current)
+        raw = _read_revision_file(rev, current, ref)
+        source = parse_source(f"{rev}:{current}" if sources else label, raw)
+        sources.append(source)
+        base = source.data.get("extends")
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise DiffManifestError([_extends_problem(source, "expected a file path (a non-empty string)")])
+        nxt = None if base.startswith(("/", "~")) else _repo_path(os.path.join(os.path.dirname(current), base), "")
+        if nxt is None:
+            raise DiffManifestError([_extends_problem(
+                source, f"{base!r} lies outside the git repository; it cannot be read from revision {rev!r}")])
+        ref, current = (source, base), nxt
+    data = sources[-1].data
+    for source in reversed(sources[:-1]):
+        data = merge(data, source.data)
+    if len(sources) > 1:
+        data = {k: v for k, v in data.items() if k != "extends"}  # resolved; kept in sources
+    return LoadedManifest(path=label, data=data, sources=sources)
+
+
+def _read_revision_file(rev: str, repo_path: str, ref: tuple[Source, str] | None) -> bytes:
+    try:
+        return _show(rev, repo_path)
+    except DiffError as e:
+        if ref is None:
+            raise
+        raise DiffManifestError([_extends_problem(ref[0], f"cannot read {ref[1]!r} ({rev}:{repo_path}): {e}")]) from None
+
+
+def _extends_problem(source: Source, message: str) -> Problem:
+    return LoadedManifest(path=source.path, data=source.data, sources=[source]).problem(("extends",), message)
+
+
+# ---------------------------------------------------------------------- comparison
+
+
+def diff_manifests(a: Side, b: Side) -> ManifestDiff:
+    """Every change from A (old) to B (new), grouped by section and classified."""
+    old, new = a.resolved, b.resolved
+    reorders = _reordered_lists(old, new, ())
+    changes = [Change(_section(p), format_path(p), "reordered", _get(old, p), _get(new, p), _impact(p, "reordered"))
+               for p in reorders]
+    changes += _deep_changes(_stripped(old, reorders, b=None), _stripped(new, reorders, b=old))
+    changes.sort(key=_order)
+    changes += _task_changes(_tasks(old), _tasks(new), explained=any(p[:2] == ("run", "parameters") for p in reorders))
+    # Stable: task changes keep their task order and come last in `run`.
+    changes.sort(key=lambda c: (_section_rank(c.section), c.section, _is_task(c)))
+    return ManifestDiff(a.label, b.label, tuple(changes))
+
+
+def _section_rank(section: str) -> int:
+    return SECTIONS.index(section) if section in SECTIONS else len(SECTIONS)
+
+
+def _is_task(change: Change) -> bool:
+    return change.path == "run.tasks" or change.path.startswith("run.tasks[")
+
+
+def _section(path: t.Sequence[str | int]) -> str:
+    head = str(path[0]) if path else ""
+    return "experiment" if head in _EXPERIMENT_KEYS or not head else head
+
+
+def _impact(path: t.Sequence[str | int], kind: Kind) -> Impact:
+    if kind == "reordered" and tuple(path[:2]) in (("run", "tasks"), ("run", "parameters")):
+        return "scheduling"  # the same set of tasks, only their array indices move
+    parts = tuple(path)
+    if any(parts[:n] in SCHEDULING_PATHS for n in range(1, len(parts) + 1)):
+        return "scheduling"
+    return "results"
+
+
+def _order(change: Change) -> tuple[t.Any, ...]:
+    return (_section_rank(change.section), change.section, _path_key(change.path), ("removed", "changed", "reordered", "added").index(change.kind))
+
+
+def _path_key(path: str) -> tuple[tuple[int, t.Any], ...]:
+    out: list[tuple[int, t.Any]] = []
+    for part in path.replace("[", ".[").split("."):
+        out.append((1, int(part[1:-1])) if part.startswith("[") else (0, part))
+    return tuple(out)
+
+
+def _get(doc: t.Any, path: t.Sequence[str | int]) -> t.Any:
+    for part in path:
+        doc = doc[part]
+    return doc
+
+
+def _canonical(value: t.Any) -> t.Hashable:
+    """A key equal for equal JSON values only (1, 1.0 and true differ)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return (type(value).__name__, value)
+
+
+def _reordered_lists(a: t.Any, b: t.Any, path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """Paths of lists (outside run.tasks) holding the same items in another order."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in a.keys() & b.keys():
+            if path + (key,) != ("run", "tasks"):
+                out += _reordered_lists(a[key], b[key], (*path, key))
+        return sorted(out, key=lambda p: _path_key(format_path(p)))
+    if isinstance(a, list) and isinstance(b, list) and a != b and len(a) == len(b):
+        if collections.Counter(map(_canonical, a)) == collections.Counter(map(_canonical, b)):
+            return [path]
+    return []
+
+
+def _stripped(doc: dict[str, t.Any], reorders: list[tuple[str | int, ...]], *, b: dict[str, t.Any] | None) -> dict[str, t.Any]:
+    """`doc` without run.tasks; with `b` (side A), reordered lists take A's order so deepdiff skips them."""
+    out = _replace(doc, ("run", "tasks"), None)
+    if b is not None:
+        for path in reorders:
+            out = _replace(out, path, _get(b, path))
+    return out
+
+
+def _replace(doc: t.Any, path: t.Sequence[str | int], value: t.Any) -> t.Any:
+    """A copy of `doc` with the value at `path` replaced (None: removed); copies only along the path."""
+    if not path or not isinstance(doc, dict) or path[0] not in doc:
+        return doc
+    out = dict(doc)
+    if len(path) == 1:
+        if value is None:
+            del out[path[0]]
+        else:
+            out[path[0]] = value
+    else:
+        out[path[0]] = _replace(doc[path[0]], path[1:], value)
+    return out
+
+
+def _ignore_order(level: t.Any) -> bool:
+    # Binds are matched by content (the plan orders them parents first anyway), so
+    # removing the first bind shows as one removal, not as every bind changing.
+    return bool(level.path(output_format="list") == ["container", "binds"])
+
+
+def _deep_changes(old: dict[str, t.Any], new: dict[str, t.Any]) -> list[Change]:
+    from deepdiff import DeepDiff
+
+    tree = DeepDiff(old, new, view="tree", threshold_to_diff_deeper=0, ignore_order_func=_ignore_order)
+    changes = []
+    for report, levels in tree.items():
+        for level in levels:
+            changes.append(_change(report, level))
+    return changes
+
+
+def _change(report: str, level: t.Any) -> Change:
+    from deepdiff.helper import notpresent
+
+    old = None if level.t1 is notpresent else level.t1
+    new = None if level.t2 is notpresent else level.t2
+    if report.endswith("_added"):
+        kind: Kind = "added"
+        path = level.path(output_format="list", use_t2=True)
+    elif report.endswith("_removed"):
+        kind = "removed"
+        path = level.path(output_format="list")
+    else:
+        kind = "changed"
+        if old is None and isinstance(new, (dict, list)):
+            kind = "added"
+        elif new is None and isinstance(old, (dict, list)):
+            kind = "removed"
+        path = level.path(output_format="list", use_t2=True)
+    return Change(_section(path), format_path(path), kind, old, new, _impact(path, kind))
+
+
+def _tasks(doc: dict[str, t.Any]) -> list[str]:
+    run = doc.get("run")
+    tasks = run.get("tasks") if isinstance(run, dict) else None
+    return list(tasks) if isinstance(tasks, list) else []
+
+
+def _task_changes(old: list[str], new: list[str], *, explained: bool) -> list[Change]:
+    """Tasks added, removed or changed, by index; one `reordered` when only the order differs.
+
+    Args:
+        old: the tasks of A.
+        new: the tasks of B.
+        explained: a reordered grid parameter already accounts for a new task order.
+    """
+    if old == new:
+        return []
+    if len(old) == len(new) and collections.Counter(old) == collections.Counter(new):
+        return [] if explained else [Change("run", "run.tasks", "reordered", None, None, _impact(("run", "tasks"), "reordered"))]
+    lo, n = 0, min(len(old), len(new))
+    while lo < n and old[lo] == new[lo]:
+        lo += 1
+    hi = 0
+    while hi < n - lo and old[-1 - hi] == new[-1 - hi]:
+        hi += 1
+    a, b = old[lo : len(old) - hi], new[lo : len(new) - hi]
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=max(len(a), len(b)) > _AUTOJUNK_ABOVE)
+    changes = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
+        for k in range(paired):
+            changes.append(_task(lo + j1 + k, "changed", a[i1 + k], b[j1 + k]))
+        for i in range(i1 + paired, i2):
+            changes.append(_task(lo + i, "removed", a[i], None))
+        for j in range(j1 + paired, j2):
+            changes.append(_task(lo + j, "added", None, b[j]))
+    return changes
+
+
+def _task(index: int, kind: Kind, old: str | None, new: str | None) -> Change:
+    return Change("run", f"run.tasks[{index}]", kind, old, new, "results")
+
+
+# ------------------------------------------------------------------------- formats
+
+
+def _value(value: t.Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
+def _describe(change: Change) -> str:
+    if change.kind == "added":
+        return f"added {_value(change.new)}"
+    if change.kind == "removed":
+        return f"removed {_value(change.old)}"
+    if change.kind == "reordered" and change.path == "run.tasks":
+        return "reordered (the same tasks in another order)"
+    word = "reordered " if change.kind == "reordered" else ""
+    return f"{word}{_value(change.old)} → {_value(change.new)}"
+
+
+def _shown(diff: ManifestDiff) -> tuple[list[Change], int]:
+    """The changes text and markdown list, and how many task changes they leave out."""
+    shown, tasks, hidden = [], 0, 0
+    for change in diff.changes:
+        if _is_task(change):
+            tasks += 1
+            if tasks > MAX_SHOWN_TASK_CHANGES:
+                hidden += 1
+                continue
+        shown.append(change)
+    return shown, hidden
+
+
+def _more(hidden: int) -> str:
+    return f"… {hidden} more task change{'s' if hidden != 1 else ''} (--format json lists them all)"
+
+
+_IMPACT_WIDTH = len("scheduling")
+
+
+def format_text(result: ManifestDiff, colour: bool = False) -> str:
+    """The summary line, both sides, then each change under its section.
+
+    Args:
+        result: the diff.
+        colour: ANSI colour (the CLI passes `report.use_colour(sys.stdout)`).
+    """
+    def paint(text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if colour else text
+
+    lines = [paint(result.summary(), "1"), f"a: {result.a}", f"b: {result.b}"]
+    shown, hidden = _shown(result)
+    section = None
+    last_task = 0
+    for change in shown:
+        if change.section != section:
+            section = change.section
+            lines += ["", paint(section, "1")]
+        impact = paint(change.impact.ljust(_IMPACT_WIDTH), "33" if change.impact == "results" else "36")
+        lines.append(f"  {impact}  {change.path}: {_describe(change)}")
+        if _is_task(change):
+            last_task = len(lines)
+    if hidden:
+        lines.insert(last_task, f"  {_more(hidden)}")
+    return "\n".join(lines) + "\n"
+
+
+def _code(text: str) -> str:
+    """`text` as a markdown code span, whatever backticks it holds."""
+    text = text.replace("\r", "").replace("\n", "\\n")
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def format_markdown(result: ManifestDiff) -> str:
+    """A summary line, both sides, then a table ready for a pull-request comment."""
+    head = f"**{result.summary()}**" if result.changes else "**no changes**"
+    lines = [head, "", f"{_code(result.a)} → {_code(result.b)}"]
+    if not result.changes:
+        return "\n".join(lines) + "\n"
+    lines += ["", "| section | change | old | new | kind |", "| --- | --- | --- | --- | --- |"]
+    shown, hidden = _shown(result)
+    for change in shown:
+        what = _code(change.path) + ("" if change.kind == "changed" else f" {change.kind}")
+        old = "" if change.kind == "added" or change.old is None and change.kind == "reordered" else _code(_value(change.old))
+        new = "" if change.kind == "removed" or change.new is None and change.kind == "reordered" else _code(_value(change.new))
+        kind = "**affects results**" if change.impact == "results" else "scheduling only"
+        lines.append("| " + " | ".join(_cell(c) for c in (change.section, what, old, new, kind)) + " |")
+    if hidden:
+        lines += ["", _more(hidden)]
+    return "\n".join(lines) + "\n"
+
+
+def format_json(result: ManifestDiff) -> str:
+    """The documented JSON form (see the module docstring); sorted keys."""
+    doc = {
+        "a": result.a,
+        "b": result.b,
+        "summary": {"changes": len(result.changes), "results": result.results,
+                    "scheduling": result.scheduling, "text": result.summary()},
+        "changes": [c.as_dict() for c in result.changes],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+FORMATTER_BY_NAME: dict[str, t.Callable[[ManifestDiff, bool], str]] = {
+    "text": format_text,
+    "markdown": lambda result, colour: format_markdown(result),
+    "json": lambda result, colour: format_json(result),
+}
+
+
+# ------------------------------------------------------------------------- command
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def previous_runs(runs_dir: str, name: str, exclude: Path | None = None) -> list[Path]:
+    """Compiled runs of experiment `name` under runs_dir, newest first, without `exclude`."""
+    from .write import list_runs
+
+    return [r for r in list_runs(runs_dir, name) if exclude is None or not _same_dir(r, exclude)]
+
+
+def diff_command(a: str, b: str | None, *, runs_dir: str, fmt: str = "text", colour: bool = False) -> tuple[int, str]:
+    """`mcompile diff A [B]`: the exit code and what to print on stdout.
+
+    With only A, B is A and A is the newest compiled run of the same experiment
+    under runs_dir (old -> new).
+
+    Args:
+        a: the old side (see `load_side`).
+        b: the new side, or None.
+        runs_dir: where compiled runs live (for the one-side form).
+        fmt: text, markdown or json.
+        colour: ANSI colour in text output.
+
+    Returns:
+        (0 no differences | 1 differences, the formatted diff).
+
+    Raises:
+        DiffError: a side cannot be read or is invalid, git fails, there is no
+            previous run to compare with, or the format is unknown (exit 2).
+    """
+    if fmt not in FORMATTER_BY_NAME:
+        raise DiffError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATTER_BY_NAME)}")
+    if b is None:
+        new = load_side(a, runs_dir=runs_dir)
+        name = new.resolved["name"]
+        runs = previous_runs(runs_dir, name, new.run_dir)
+        if not runs:
+            raise DiffError(f"no compiled run of {name!r} under {runs_dir} to compare {a} with; "
+                            f"compile it first or name both sides (mcompile diff A B)")
+        old = _load_run(runs[0], str(runs[0]))
+    else:
+        old, new = load_side(a, runs_dir=runs_dir), load_side(b, runs_dir=runs_dir)
+    result = diff_manifests(old, new)
+    return (EXIT_DIFFERENT if result.changes else EXIT_SAME), FORMATTER_BY_NAME[fmt](result, colour)
+
+
+def summary_against_previous(resolved: dict[str, t.Any], runs_dir: str, exclude: Path | None = None) -> str | None:
+    """One line for `mcompile compile`: what changed since the newest previous run.
+
+    Args:
+        resolved: the resolved manifest just compiled.
+        runs_dir: where compiled runs live.
+        exclude: the run just written (or found), left out of the search.
+
+    Returns:
+        `since runs/<name>/<hash12>: 4 changes: 1 affects results, 3 scheduling only`,
+        or None when there is no previous run (or it cannot be read: this is a
+        courtesy, it never fails a compile).
+    """
+    runs = previous_runs(runs_dir, resolved["name"], exclude)
+    if not runs:
+        return None
+    try:
+        old = _load_run(runs[0], str(runs[0]))
+    except DiffError:
+        return None
+    result = diff_manifests(old, Side("compiled", _plain(resolved), "manifest"))
+    return f"since {runs[0]}: {result.summary()}"
