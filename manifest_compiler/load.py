@@ -75,7 +75,7 @@ def scalar_text(value: object) -> str:
     return str(value)
 
 
-class _ComposeLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _ComposeLoader(_BaseLoader):  # type: ignore[misc]
     """Composes nodes only; tags of plain scalars are left for `_construct` to resolve."""
 
     def resolve(self, kind: type, value: t.Any, implicit: t.Any) -> str:
@@ -344,7 +344,7 @@ class _Constructor:
         elif isinstance(node, yaml.SequenceNode):
             value = self.sequence(node, where)
         else:
-            value = self.scalar(node, where)
+            value = self.scalar(t.cast(yaml.ScalarNode, node), where)
         self.memo[key] = value
         return value
 

@@ -62,7 +62,7 @@ def _bytecode_cache() -> t.Any:
     return jinja2.FileSystemBytecodeCache(folder)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _environment() -> t.Any:
     import jinja2
 

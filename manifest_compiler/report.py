@@ -27,7 +27,7 @@ def _text(problems: list[Problem], checked: list[str]) -> None:
 
 
 def _json(problems: list[Problem], checked: list[str]) -> None:
-    files = {f: {"file": f, "valid": True, "problems": []} for f in checked}
+    files: dict[str, dict[str, t.Any]] = {f: {"file": f, "valid": True, "problems": []} for f in checked}
     for p in problems:
         entry = files.setdefault(p.file, {"file": p.file, "valid": True, "problems": []})
         entry["problems"].append(p.as_dict())

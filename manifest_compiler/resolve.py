@@ -47,7 +47,7 @@ def expand_grid(template: str, parameters: dict[str, list[t.Any]]) -> t.Iterator
     slot = [order.index(name) for name in names]
     for combo in itertools.product(*quoted):
         out = [literals[0]]
-        for i, lit in zip(slot, literals[1:]):
+        for i, lit in zip(slot, literals[1:], strict=True):
             out.append(combo[i])
             out.append(lit)
         yield "".join(out)

@@ -33,12 +33,12 @@ def schema_text(version: int = 1) -> str:
     return (Path(__file__).resolve().parent.parent / "schemas" / name).read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(version: int = 1) -> dict[str, t.Any]:
     return t.cast("dict[str, t.Any]", json.loads(schema_text(version)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(version: int = 1) -> t.Any:
     """A jsonschema validator for `version`, built once per process.
 

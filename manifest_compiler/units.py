@@ -20,10 +20,7 @@ def parse_time(value: int | str) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"expected a time such as {TIME_FORMS}")
-    if isinstance(value, int):
-        seconds = value * 60
-    else:
-        seconds = _parse_time_text(value)
+    seconds = value * 60 if isinstance(value, int) else _parse_time_text(value)
     if seconds <= 0:
         raise ValueError("must be more than zero")
     if seconds > MAX_TIME_SECONDS:
@@ -72,7 +69,7 @@ def parse_mem(text: str) -> int:
     """KiB of `32G`-style memory. Raises ValueError with a user-facing message."""
     if not isinstance(text, str) or len(text) < 2 or text[-1] not in _MEM_UNITS or not text[:-1].isdigit():
         raise ValueError("expected memory such as 4096M, 32G or 1T")
-    kib = int(text[:-1]) * 1024 ** _MEM_UNITS.index(text[-1])
+    kib: int = int(text[:-1]) * 1024 ** _MEM_UNITS.index(text[-1])
     if kib <= 0:
         raise ValueError("must be more than zero")
     if kib > MAX_MEM_KIB:

@@ -25,12 +25,12 @@ MAX_TASKS = 1_000_000
 
 # sbatch options mcompile sets itself; a manifest cannot override them through
 # cluster.sbatch_options (they have their own fields, or must not change).
-OWNED_SBATCH_OPTIONS = frozenset(
-    """job-name output error array time nodes ntasks ntasks-per-node cpus-per-task mem
-    mem-per-cpu mem-per-gpu gres gpus gpus-per-node gpus-per-task account partition qos
-    constraint open-mode signal requeue no-requeue export export-file chdir wrap parsable
-    test-only batch input dependency""".split()
-)
+OWNED_SBATCH_OPTIONS = frozenset({
+    "job-name", "output", "error", "array", "time", "nodes", "ntasks", "ntasks-per-node", "cpus-per-task", "mem",
+    "mem-per-cpu", "mem-per-gpu", "gres", "gpus", "gpus-per-node", "gpus-per-task", "account", "partition", "qos",
+    "constraint", "open-mode", "signal", "requeue", "no-requeue", "export", "export-file", "chdir", "wrap", "parsable",
+    "test-only", "batch", "input", "dependency",
+})
 
 # Targets that would break the container if a bind replaced them.
 SYSTEM_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/lib", "/lib32", "/lib64", "/libx32")
@@ -190,7 +190,7 @@ def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
         value = resources.get(key)
         if isinstance(value, str):  # integers: the schema's minimum and maximum say it
             try:
-                parse(value)  # type: ignore[operator]
+                parse(value)
             except ValueError as e:
                 out.append(loaded.problem(("resources", key), str(e)))
     if resources.get("gpu_type") is not None and resources.get("gpus", 0) == 0:
