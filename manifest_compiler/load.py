@@ -157,7 +157,31 @@ def _walk(node: yaml.Node, path: t.Sequence[str | int], *, key: bool) -> tuple[i
     return depth, node
 
 
-def load_manifest(path: str) -> LoadedManifest:
+class Reader:
+    """Where manifests come from: files by default; `diff` reads git revisions the same way."""
+
+    def read(self, path: str) -> bytes:
+        """The bytes of `path`. Raises OSError (its strerror is shown to the user)."""
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def resolve(self, including: str, ref: str) -> str:
+        """The path an `extends: ref` in the file `including` names. Raises OSError."""
+        return os.path.normpath(os.path.join(os.path.dirname(including), os.path.expanduser(ref)))
+
+    def identity(self, path: str) -> str:
+        """Equal for two paths naming the same file (cycle detection)."""
+        return os.path.realpath(path)
+
+    def label(self, path: str) -> str:
+        """How the file is named in problems."""
+        return path
+
+
+FILES = Reader()
+
+
+def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
     """Read a manifest and everything it extends; merge them.
 
     Raises:
@@ -169,22 +193,20 @@ def load_manifest(path: str) -> LoadedManifest:
     current = path
     ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
     while True:
-        real = os.path.realpath(current)
-        if real in seen:
+        identity = reader.identity(current)
+        if identity in seen:
             assert ref is not None
-            chain = " -> ".join([*(s.path for s in sources), current])
+            chain = " -> ".join([*(s.path for s in sources), reader.label(current)])
             raise ManifestError([_extends_problem(ref[0], f"extends cycle: {chain}")])
-        seen.append(real)
+        seen.append(identity)
         try:
-            with open(current, "rb") as fh:
-                raw = fh.read()
+            raw = reader.read(current)
         except OSError as e:
+            reason = e.strerror or str(e)
             if ref is None:
-                raise ManifestError([Problem(current, 0, 0, "", f"cannot read: {e.strerror or e}")]) from e
-            raise ManifestError(
-                [_extends_problem(ref[0], f"cannot read {ref[1]!r} ({current}): {e.strerror or e}")]
-            ) from e
-        source = parse_source(current, raw)
+                raise ManifestError([Problem(reader.label(current), 0, 0, "", f"cannot read: {reason}")]) from e
+            raise ManifestError([_extends_problem(ref[0], f"cannot read {ref[1]!r} ({reader.label(current)}): {reason}")]) from e
+        source = parse_source(reader.label(current), raw)
         sources.append(source)
         base = source.data.get("extends")
         if base is None:
@@ -192,14 +214,17 @@ def load_manifest(path: str) -> LoadedManifest:
         if not isinstance(base, str) or not base:
             raise ManifestError([_extends_problem(source, "expected a file path (a non-empty string)")])
         ref = (source, base)
-        current = os.path.normpath(os.path.join(os.path.dirname(current), os.path.expanduser(base)))
+        try:
+            current = reader.resolve(current, base)
+        except OSError as e:
+            raise ManifestError([_extends_problem(source, e.strerror or str(e))]) from e
 
     data = sources[-1].data
     for source in reversed(sources[:-1]):
         data = merge(data, source.data)
     if len(sources) > 1:
         data = {k: v for k, v in data.items() if k != "extends"}  # resolved; kept in sources
-    return LoadedManifest(path=path, data=data, sources=sources)
+    return LoadedManifest(path=reader.label(path), data=data, sources=sources)
 
 
 def _extends_problem(source: Source, message: str) -> Problem:
