@@ -138,12 +138,35 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"compiled {run.path} ({n} task{'s' if n != 1 else ''})", file=sys.stderr)
     else:
         print(f"unchanged: {run.path} already holds this run (nothing written)", file=sys.stderr)
+    _summary_against_previous(result, runs_dir)
     print(run.path)
     if args.submit:
         from .submit import submit_run
 
         return submit_run(run.path, manifest_path=args.file)
     return EXIT_OK
+
+
+def _summary_against_previous(result: t.Any, runs_dir: str) -> None:
+    """What changed since the previous run of the same experiment, in one line."""
+    from .diff import DiffError, summary_against_previous
+
+    try:
+        line = summary_against_previous(result.plan.resolved, runs_dir, exclude=result.run.path)
+    except DiffError:  # an unreadable old run must not fail a compile
+        return
+    if line:
+        print(f"mcompile: {line}", file=sys.stderr)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_command
+    from .report import use_colour
+
+    code, out = diff_command(args.a, args.b, runs_dir=args.runs or _runs_default(), fmt=args.format,
+                             colour=use_colour(sys.stdout))
+    sys.stdout.write(out)
+    return code
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -200,4 +223,5 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "schema": _cmd_schema,
     "stage": _cmd_stage,
     "runs": _cmd_runs,
+    "diff": _cmd_diff,
 }

@@ -11,11 +11,12 @@ that differs in one task must stay fast). Every change is classified:
 - **scheduling**: it only changes how SLURM runs the job (time, memory, GPUs,
   partition, modules, logs, ...). See `SCHEDULING_PATHS`.
 
-Sides (`load_side`): a manifest file, a job directory (its `resolved.json`), or
-`REV:path`, read with `git show` from the repository of the current directory
+Sides (`load_side`): a manifest file, a job directory (its `resolved.json`),
+`REV:path` read with `git show` from the repository of the current directory
 (`path` is relative to the repository root, as in git; `./x` and `../x` are
-relative to the current directory). `extends` inside a revision is read from the
-same revision. An existing path always wins over the `REV:path` reading.
+relative to the current directory; `extends` inside a revision is read from the
+same revision), or `NAME/HASH12` / `NAME` (its newest run) under the runs folder.
+An existing path always wins over the other readings.
 
 JSON output (`format_json`), stable; keys sorted, two-space indent::
 
@@ -50,18 +51,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
+import inspect
 import json
 import os
 import subprocess
 import typing as t
 from pathlib import Path
 
-from .errors import ManifestError, McompileError, Problem
-from .load import LoadedManifest, Source, format_path, merge, parse_source
+from .errors import ManifestError, McompileError
+from .load import LoadedManifest, Reader, format_path, load_manifest
 
 Kind = t.Literal["changed", "added", "removed", "reordered"]
 Impact = t.Literal["results", "scheduling"]
-Format = t.Literal["text", "markdown", "json"]
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -120,6 +121,7 @@ class Change:
     impact: Impact
 
     def as_dict(self) -> dict[str, t.Any]:
+        """The change as one entry of the JSON output's `changes`."""
         return dataclasses.asdict(self)
 
 
@@ -133,10 +135,12 @@ class ManifestDiff:
 
     @property
     def results(self) -> int:
+        """How many changes affect results."""
         return sum(c.impact == "results" for c in self.changes)
 
     @property
     def scheduling(self) -> int:
+        """How many changes are scheduling only."""
         return sum(c.impact == "scheduling" for c in self.changes)
 
     def summary(self) -> str:
@@ -174,6 +178,8 @@ def load_side(spec: str, *, runs_dir: str) -> Side:
         return _load_file(spec)
     if ":" in spec:
         rev, _, rel = spec.partition(":")
+        if rev.startswith("-"):
+            raise DiffError(f"{spec}: not a file, and {rev!r} is not a git revision")
         return _load_revision(rev, rel, spec)
     run = _find_run(runs_dir, spec)
     if run is not None:
@@ -267,14 +273,39 @@ def _show(rev: str, repo_path: str) -> bytes:
 
 
 def _load_revision(rev: str, rel: str, label: str) -> Side:
-    loaded = load_revision(rev, rel, label)
     from .resolve import resolve_manifest
     from .validate import validate_manifest
 
+    loaded = load_revision(rev, rel, label)
     problems = validate_manifest(loaded)
     if any(p.level == "error" for p in problems):
         raise DiffManifestError(problems)
     return Side(label, _plain(resolve_manifest(loaded.data)), "revision")
+
+
+class _GitReader(Reader):
+    """Files of one git revision, for `load_manifest`: extends resolve inside the same revision."""
+
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+
+    def read(self, path: str) -> bytes:
+        try:
+            return _show(self.rev, path)
+        except DiffError as e:
+            raise OSError(str(e)) from None
+
+    def resolve(self, including: str, ref: str) -> str:
+        nxt = None if ref.startswith(("/", "~")) else _repo_path(os.path.join(os.path.dirname(including), ref), "")
+        if nxt is None:
+            raise OSError(f"{ref!r} lies outside the git repository; it cannot be read from revision {self.rev!r}")
+        return nxt
+
+    def identity(self, path: str) -> str:
+        return path
+
+    def label(self, path: str) -> str:
+        return f"{self.rev}:{path}"
 
 
 def load_revision(rev: str, rel: str, label: str) -> LoadedManifest:
@@ -284,71 +315,46 @@ def load_revision(rev: str, rel: str, label: str) -> LoadedManifest:
         rev: a git revision (`HEAD~1`, `origin/main`, or empty for the index).
         rel: the manifest's path, relative to the repository root (or `./`-relative
             to the current directory).
-        label: how the manifest is named in problems (the spec as written).
+        label: how the manifest is named when the path lies outside the repository.
 
     Raises:
-        DiffManifestError: a file does not parse, or the extends chain is broken.
-        DiffError: git fails (bad revision, missing file, not a repository).
+        DiffManifestError: a file cannot be read from the revision or parsed, or
+            the extends chain is broken.
+        DiffError: git fails before any file is read (not a repository).
     """
     prefix = _git(["rev-parse", "--show-prefix"]).decode().strip()
     current = _repo_path(rel, prefix)
     if current is None:
         raise DiffError(f"{label}: the path lies outside the git repository")
-    sources: list[Source] = []
-    seen: list[str] = []
-    ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
-    while True:
-        if current in seen:
-            assert ref is not None
-            chain = " -> ".join([*(s.path for s in sources), f"{rev}:{current}"])
-            raise DiffManifestError([_extends_problem(ref[0], f"extends cycle: {chain}")])
-        seen.append(current)
-        raw = _read_revision_file(rev, current, ref)
-        source = parse_source(f"{rev}:{current}" if sources else label, raw)
-        sources.append(source)
-        base = source.data.get("extends")
-        if base is None:
-            break
-        if not isinstance(base, str) or not base:
-            raise DiffManifestError([_extends_problem(source, "expected a file path (a non-empty string)")])
-        nxt = None if base.startswith(("/", "~")) else _repo_path(os.path.join(os.path.dirname(current), base), "")
-        if nxt is None:
-            raise DiffManifestError([_extends_problem(
-                source, f"{base!r} lies outside the git repository; it cannot be read from revision {rev!r}")])
-        ref, current = (source, base), nxt
-    data = sources[-1].data
-    for source in reversed(sources[:-1]):
-        data = merge(data, source.data)
-    if len(sources) > 1:
-        data = {k: v for k, v in data.items() if k != "extends"}  # resolved; kept in sources
-    return LoadedManifest(path=label, data=data, sources=sources)
-
-
-def _read_revision_file(rev: str, repo_path: str, ref: tuple[Source, str] | None) -> bytes:
     try:
-        return _show(rev, repo_path)
-    except DiffError as e:
-        if ref is None:
-            raise
-        raise DiffManifestError([_extends_problem(ref[0], f"cannot read {ref[1]!r} ({rev}:{repo_path}): {e}")]) from None
-
-
-def _extends_problem(source: Source, message: str) -> Problem:
-    return LoadedManifest(path=source.path, data=source.data, sources=[source]).problem(("extends",), message)
+        return load_manifest(current, reader=_GitReader(rev))
+    except ManifestError as e:
+        raise DiffManifestError(e.problems) from None
 
 
 # ---------------------------------------------------------------------- comparison
 
 
 def diff_manifests(a: Side, b: Side) -> ManifestDiff:
-    """Every change from A (old) to B (new), grouped by section and classified."""
+    """Every change from A (old) to B (new), grouped by section and classified.
+
+    The long lists (run.tasks and grid parameter values) are compared here as
+    sequences; deepdiff compares the rest, and is not even imported when the rest
+    is the same.
+    """
     old, new = a.resolved, b.resolved
     reorders = _reordered_lists(old, new, ())
     changes = [Change(_section(p), format_path(p), "reordered", _get(old, p), _get(new, p), _impact(p, "reordered"))
                for p in reorders]
-    changes += _deep_changes(_stripped(old, reorders, b=None), _stripped(new, reorders, b=old))
+    reordered_parameters = {p[2] for p in reorders if p[:2] == ("run", "parameters")}
+    changes += _parameter_changes(_parameters(old), _parameters(new), reordered_parameters)
+    rest_old, rest_new = _rest(old), _rest(new)
+    for path in reorders:  # reported already: deepdiff sees A's order on both sides
+        rest_new = _replace(rest_new, path, _get(old, path))
+    if _canonical(rest_old) != _canonical(rest_new):
+        changes += _deep_changes(rest_old, rest_new)
     changes.sort(key=_order)
-    changes += _task_changes(_tasks(old), _tasks(new), explained=any(p[:2] == ("run", "parameters") for p in reorders))
+    changes += _task_changes(_tasks(old), _tasks(new), explained=bool(reordered_parameters))
     # Stable: task changes keep their task order and come last in `run`.
     changes.sort(key=lambda c: (_section_rank(c.section), c.section, _is_task(c)))
     return ManifestDiff(a.label, b.label, tuple(changes))
@@ -377,7 +383,8 @@ def _impact(path: t.Sequence[str | int], kind: Kind) -> Impact:
 
 
 def _order(change: Change) -> tuple[t.Any, ...]:
-    return (_section_rank(change.section), change.section, _path_key(change.path), ("removed", "changed", "reordered", "added").index(change.kind))
+    kind = ("removed", "changed", "reordered", "added").index(change.kind)
+    return (_section_rank(change.section), change.section, _path_key(change.path), kind)
 
 
 def _path_key(path: str) -> tuple[tuple[int, t.Any], ...]:
@@ -408,19 +415,24 @@ def _reordered_lists(a: t.Any, b: t.Any, path: tuple[str | int, ...]) -> list[tu
             if path + (key,) != ("run", "tasks"):
                 out += _reordered_lists(a[key], b[key], (*path, key))
         return sorted(out, key=lambda p: _path_key(format_path(p)))
-    if isinstance(a, list) and isinstance(b, list) and a != b and len(a) == len(b):
-        if collections.Counter(map(_canonical, a)) == collections.Counter(map(_canonical, b)):
-            return [path]
+    if (isinstance(a, list) and isinstance(b, list) and a != b and len(a) == len(b)
+            and collections.Counter(map(_canonical, a)) == collections.Counter(map(_canonical, b))):
+        return [path]
     return []
 
 
-def _stripped(doc: dict[str, t.Any], reorders: list[tuple[str | int, ...]], *, b: dict[str, t.Any] | None) -> dict[str, t.Any]:
-    """`doc` without run.tasks; with `b` (side A), reordered lists take A's order so deepdiff skips them."""
+def _parameters(doc: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    run = doc.get("run")
+    params = run.get("parameters") if isinstance(run, dict) else None
+    return params if isinstance(params, dict) else None
+
+
+def _rest(doc: dict[str, t.Any]) -> dict[str, t.Any]:
+    """`doc` without what is compared as sequences (run.tasks, the grid parameter values)."""
     out = _replace(doc, ("run", "tasks"), None)
-    if b is not None:
-        for path in reorders:
-            out = _replace(out, path, _get(b, path))
-    return out
+    if _parameters(doc) is not None:
+        out = _replace(out, ("run", "parameters"), None)
+    return t.cast("dict[str, t.Any]", out)
 
 
 def _replace(doc: t.Any, path: t.Sequence[str | int], value: t.Any) -> t.Any:
@@ -447,7 +459,12 @@ def _ignore_order(level: t.Any) -> bool:
 def _deep_changes(old: dict[str, t.Any], new: dict[str, t.Any]) -> list[Change]:
     from deepdiff import DeepDiff
 
-    tree = DeepDiff(old, new, view="tree", threshold_to_diff_deeper=0, ignore_order_func=_ignore_order)
+    options: dict[str, t.Any] = {"view": "tree", "ignore_order_func": _ignore_order}
+    if "threshold_to_diff_deeper" in inspect.signature(DeepDiff.__init__).parameters:
+        # deepdiff >= 8 reports a whole mapping as changed when most of it differs;
+        # we want every changed leaf (deepdiff 7 always gives them).
+        options["threshold_to_diff_deeper"] = 0
+    tree = DeepDiff(old, new, **options)
     changes = []
     for report, levels in tree.items():
         for level in levels:
@@ -482,6 +499,26 @@ def _tasks(doc: dict[str, t.Any]) -> list[str]:
     return list(tasks) if isinstance(tasks, list) else []
 
 
+def _parameter_changes(old: dict[str, t.Any] | None, new: dict[str, t.Any] | None,
+                       reordered: set[str | int]) -> list[Change]:
+    """Grid parameters added or removed, and their values added, removed or changed by index."""
+    if old is None or new is None:
+        if old == new:
+            return []
+        kind: Kind = "added" if old is None else "removed"
+        return [Change("run", "run.parameters", kind, old, new, "results")]
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        path = f"run.parameters.{name}"
+        if name not in new:
+            changes.append(Change("run", path, "removed", old[name], None, "results"))
+        elif name not in old:
+            changes.append(Change("run", path, "added", None, new[name], "results"))
+        elif name not in reordered:
+            changes += _sequence_changes(path, old[name], new[name], key=_canonical)
+    return changes
+
+
 def _task_changes(old: list[str], new: list[str], *, explained: bool) -> list[Change]:
     """Tasks added, removed or changed, by index; one `reordered` when only the order differs.
 
@@ -493,31 +530,47 @@ def _task_changes(old: list[str], new: list[str], *, explained: bool) -> list[Ch
     if old == new:
         return []
     if len(old) == len(new) and collections.Counter(old) == collections.Counter(new):
-        return [] if explained else [Change("run", "run.tasks", "reordered", None, None, _impact(("run", "tasks"), "reordered"))]
-    lo, n = 0, min(len(old), len(new))
-    while lo < n and old[lo] == new[lo]:
+        if explained:
+            return []
+        return [Change("run", "run.tasks", "reordered", None, None, _impact(("run", "tasks"), "reordered"))]
+    return _sequence_changes("run.tasks", old, new)
+
+
+def _sequence_changes(path: str, old: list[t.Any], new: list[t.Any],
+                      key: t.Callable[[t.Any], t.Hashable] | None = None) -> list[Change]:
+    """Items of a long list added, removed or changed, as `path[i]` (all in section run).
+
+    Near-linear when the lists share most items: the common head and tail are
+    skipped before difflib looks at what is left.
+    """
+    ka = old if key is None else [key(v) for v in old]
+    kb = new if key is None else [key(v) for v in new]
+    if ka == kb:
+        return []
+    lo, n = 0, min(len(ka), len(kb))
+    while lo < n and ka[lo] == kb[lo]:
         lo += 1
     hi = 0
-    while hi < n - lo and old[-1 - hi] == new[-1 - hi]:
+    while hi < n - lo and ka[-1 - hi] == kb[-1 - hi]:
         hi += 1
-    a, b = old[lo : len(old) - hi], new[lo : len(new) - hi]
+    a, b = ka[lo : len(ka) - hi], kb[lo : len(kb) - hi]
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=max(len(a), len(b)) > _AUTOJUNK_ABOVE)
     changes = []
+
+    def change(index: int, kind: Kind, before: t.Any, after: t.Any) -> None:
+        changes.append(Change("run", f"{path}[{index}]", kind, before, after, "results"))
+
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue
         paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
         for k in range(paired):
-            changes.append(_task(lo + j1 + k, "changed", a[i1 + k], b[j1 + k]))
+            change(lo + j1 + k, "changed", old[lo + i1 + k], new[lo + j1 + k])
         for i in range(i1 + paired, i2):
-            changes.append(_task(lo + i, "removed", a[i], None))
+            change(lo + i, "removed", old[lo + i], None)
         for j in range(j1 + paired, j2):
-            changes.append(_task(lo + j, "added", None, b[j]))
+            change(lo + j, "added", None, new[lo + j])
     return changes
-
-
-def _task(index: int, kind: Kind, old: str | None, new: str | None) -> Change:
-    return Change("run", f"run.tasks[{index}]", kind, old, new, "results")
 
 
 # ------------------------------------------------------------------------- formats
@@ -611,8 +664,9 @@ def format_markdown(result: ManifestDiff) -> str:
     shown, hidden = _shown(result)
     for change in shown:
         what = _code(change.path) + ("" if change.kind == "changed" else f" {change.kind}")
-        old = "" if change.kind == "added" or change.old is None and change.kind == "reordered" else _code(_value(change.old))
-        new = "" if change.kind == "removed" or change.new is None and change.kind == "reordered" else _code(_value(change.new))
+        no_values = change.kind == "reordered" and _is_task(change)  # run.tasks reordered: no values
+        old = "" if change.kind == "added" or no_values else _code(_value(change.old))
+        new = "" if change.kind == "removed" or no_values else _code(_value(change.new))
         kind = "**affects results**" if change.impact == "results" else "scheduling only"
         lines.append("| " + " | ".join(_cell(c) for c in (change.section, what, old, new, kind)) + " |")
     if hidden:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 import reprlib
 import typing as t
 
@@ -188,7 +189,8 @@ def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
     resources = _mapping(data.get("resources"))
     for key, parse in (("time", parse_time), ("mem", parse_mem)):
         value = resources.get(key)
-        if isinstance(value, str):  # integers: the schema's minimum and maximum say it
+        # integers: the schema's minimum and maximum say it; text the schema refused: likewise
+        if isinstance(value, str) and _schema_pattern_matches(("resources", key), value):
             try:
                 parse(value)
             except ValueError as e:
@@ -200,6 +202,19 @@ def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
     return out
+
+
+def _schema_pattern_matches(path: tuple[str, ...], value: str) -> bool:
+    """Whether `value` matches the pattern the schema gives the string form of the field at `path`."""
+    from .schema import load_schema
+
+    node: dict[str, t.Any] = load_schema(1)
+    for part in path:
+        node = node["properties"][part]
+    for branch in node.get("anyOf", [node]):
+        if branch.get("type") == "string" and "pattern" in branch:
+            return re.search(branch["pattern"], value) is not None
+    return True
 
 
 def _mapping(value: object) -> dict[str, t.Any]:
