@@ -11,6 +11,7 @@ keeps the line and column it came from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -30,6 +31,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 # bomb is far above it and is refused before anything walks the expanded tree.
 MAX_EXPANDED_NODES = 1_000_000
 MAX_DEPTH = 64
+MAX_NUMBER_DIGITS = 100
 
 _PLAIN = "tag:mcompile:plain"
 _STR = "tag:yaml.org,2002:str"
@@ -125,14 +127,19 @@ class LoadedManifest:
         return Problem(file, line, col, format_path(path), message, level)
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def format_path(path: t.Sequence[str | int]) -> str:
     """`("run", "commands", 1)` -> `run.commands[1]`."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):  # a key with dots, spaces, newlines...: quoted
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{part}" if out else part
     return out
 
 
@@ -272,15 +279,12 @@ def parse_source(path: str, raw: bytes) -> Source:
         pos = text.index("\x00")
         line = text.count("\n", 0, pos) + 1
         raise ManifestError([Problem(path, line, pos - text.rfind("\n", 0, pos), "", "NUL byte in file")])
+    non_specific = _scan(path, text)
     loader = _ComposeLoader(text)
     try:
         root = loader.get_single_node()
-    except yaml.MarkedYAMLError as e:
-        raise ManifestError([_yaml_problem(path, e, text)]) from None
     except yaml.YAMLError as e:
-        raise ManifestError([Problem(path, 0, 0, "", f"YAML error: {e}")]) from None
-    except RecursionError:
-        raise ManifestError([Problem(path, 0, 0, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
+        raise ManifestError([_yaml_problem(path, e, text)]) from None
     finally:
         loader.dispose()
     if root is None:
@@ -291,16 +295,53 @@ def parse_source(path: str, raw: bytes) -> Source:
         raise ManifestError([Problem(path, line, col, "", f"expected a mapping at the top level, found {kind}")])
     _check_size(path, root)
     problems: list[Problem] = []
-    data = _Constructor(path, problems).construct(root, ())
+    data = _Constructor(path, problems, non_specific).construct(root, ())
     if problems:
         raise ManifestError(problems)
     return Source(path=path, raw=raw, root=root, data=data)
 
 
-def _yaml_problem(path: str, e: yaml.MarkedYAMLError, text: str) -> Problem:
+def _scan(path: str, text: str) -> set[tuple[int, int]]:
+    """Check nesting depth with libyaml's event parser, before anything recursive runs.
+
+    libyaml's composer (and ours) recurse once per level: a file of 60,000 nested
+    `[` would overflow the C stack. The event parser does not recurse. The scan
+    also returns where scalars carry the non-specific tag `!` (which YAML 1.2
+    makes strings, but libyaml hands to the resolver as if they were plain).
+    Syntax errors are left to the composer, which reports them.
+    """
+    depth = 0
+    non_specific: set[tuple[int, int]] = set()
+    try:
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ManifestError([_node_problem(path, event, f"nesting deeper than {MAX_DEPTH} levels")])
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.start_mark is not None:
+                non_specific.add((event.start_mark.line, event.start_mark.column))
+    except yaml.YAMLError:
+        pass
+    return non_specific
+
+
+def _yaml_problem(path: str, e: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        char = e.character if isinstance(e.character, str) else chr(e.character)
+        return Problem(path, line, col, "", f"invalid YAML: the character U+{ord(char):04X} is not allowed in YAML "
+                       "(write it as an escape in a double-quoted string)")
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return Problem(path, 0, 0, "", f"invalid YAML: {' '.join(str(e).split())}")
     mark = e.problem_mark or e.context_mark
     line = mark.line + 1 if mark else 0
     col = mark.column + 1 if mark else 0
+    last = text.count("\n") + 1  # the line after a final newline exists in editors
+    if line > last:  # libyaml's end-of-stream mark lies past a last line without newline
+        line, col = last, len(text) - (text.rfind("\n") + 1) + 1
     message = " ".join(part for part in (e.context, e.problem) if part) or "invalid YAML"
     if "\\t" in message or (mark is not None and text[mark.index : mark.index + 1] == "\t"):
         message += " (tabs are not allowed for indentation; use spaces)"
@@ -345,14 +386,16 @@ def _tag(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
 
 
-def _node_problem(path: str, node: yaml.Node, message: str) -> Problem:
-    return Problem(path, node.start_mark.line + 1, node.start_mark.column + 1, "", message)
+def _node_problem(path: str, node: yaml.Node | yaml.Event, message: str) -> Problem:
+    mark = node.start_mark
+    return Problem(path, mark.line + 1, mark.column + 1, "", message) if mark else Problem(path, 0, 0, "", message)
 
 
 class _Constructor:
-    def __init__(self, path: str, problems: list[Problem]) -> None:
+    def __init__(self, path: str, problems: list[Problem], non_specific: set[tuple[int, int]]) -> None:
         self.path = path
         self.problems = problems
+        self.non_specific = non_specific  # positions of scalars tagged `!`: strings
         self.memo: dict[int, t.Any] = {}
 
     def error(self, node: yaml.Node, where: tuple[str | int, ...], message: str) -> None:
@@ -408,6 +451,8 @@ class _Constructor:
         if tag == _STR:
             return text
         if tag == _PLAIN:
+            if (node.start_mark.line, node.start_mark.column) in self.non_specific:
+                return text
             return _resolve_plain(text, node, self, where)
         if tag not in _CORE_SCALAR_TAGS:
             self.error(node, where, f"tag {_tag(tag)} is not allowed (only YAML 1.2 core tags: !!str, !!int, !!float, !!bool, !!null)")
@@ -427,6 +472,9 @@ class _Constructor:
 
 def _resolve_plain(text: str, node: yaml.Node, ctor: _Constructor, where: tuple[str | int, ...]) -> t.Any:
     if _NULL.match(text):
+        return None
+    if len(text) > MAX_NUMBER_DIGITS and (_INT10.match(text) or _FLOAT.match(text)):
+        ctor.error(node, where, f"a number of {len(text):,} digits; at most {MAX_NUMBER_DIGITS} are allowed")
         return None
     if text in _BOOL:
         return _BOOL[text]

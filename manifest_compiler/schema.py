@@ -45,6 +45,12 @@ def validator(version: int = 1) -> t.Any:
     The schema is checked against the 2020-12 metaschema by the test suite and CI,
     not on every run: that check costs more than validating a manifest.
     """
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(load_schema(version))
+    # JSON Schema calls 4.0 an integer; a manifest that says `cpus_per_task: 4.0`
+    # would then compile to `--cpus-per-task=4.0`. Only YAML integers are integers.
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(load_schema(version))

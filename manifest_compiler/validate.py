@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import difflib
 import posixpath
-import re
 import reprlib
 import typing as t
 
 from . import SCHEMA_VERSIONS
 from .errors import Problem
-from .load import LoadedManifest
+from .load import LoadedManifest, format_path
 from .units import parse_mem, parse_time
 
 # The largest number of array tasks one manifest may describe (a grid's product,
@@ -51,13 +50,13 @@ def validate_manifest(loaded: LoadedManifest) -> list[Problem]:
     """All problems of a loaded manifest, errors and warnings, in document order."""
     data = loaded.data
     version = data.get("version")
-    if version not in SCHEMA_VERSIONS or isinstance(version, bool):
+    if not (isinstance(version, int) and not isinstance(version, bool) and version in SCHEMA_VERSIONS):
         known = ", ".join(str(v) for v in SCHEMA_VERSIONS)
         if "version" not in data:
             return [loaded.problem((), f"missing required key 'version' (supported format versions: {known})")]
-        return [loaded.problem(("version",), f"unsupported format version {_short.repr(version)}; supported: {known}")]
+        return [loaded.problem(("version",), f"unsupported format version {_yaml_text(version)}; supported: {known}")]
     problems = _schema_problems(loaded, version)
-    problems += _semantic_problems(loaded)
+    problems += _semantic_problems(loaded, refused={p.path for p in problems})
     return sorted(set(problems), key=lambda p: (p.file != loaded.path, p.file, p.line, p.col, p.path, p.message))
 
 
@@ -65,9 +64,28 @@ def _schema_problems(loaded: LoadedManifest, version: int) -> list[Problem]:
     from .schema import validator
 
     problems: list[Problem] = []
+    valued: set[tuple[str | int, ...]] = set()
     for error in validator(version).iter_errors(loaded.data):
+        # one problem per value: an empty path should not also be told it is not a
+        # single line, nor lack .sif; keys (unknown, missing) are reported each
+        path = tuple(error.absolute_path)
+        if error.validator in _VALUE_KEYWORDS and "propertyNames" not in error.schema_path:
+            if path in valued:
+                continue
+            valued.add(path)
         problems.extend(_describe(loaded, error))
     return problems
+
+
+_VALUE_KEYWORDS = frozenset({"type", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
+                             "anyOf", "minItems", "maxItems", "minProperties", "maxProperties"})
+
+
+def _yaml_text(value: object) -> str:
+    """A scalar as YAML spells it (true, not True), shortened."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(getattr(value, "text", None) or _short.repr(value))
 
 
 def _describe(loaded: LoadedManifest, error: t.Any) -> list[Problem]:
@@ -106,12 +124,12 @@ def _describe(loaded: LoadedManifest, error: t.Any) -> list[Problem]:
 def _any_of_message(error: t.Any) -> str:
     # Prefer the branch whose type matches: its error says what is really wrong.
     for sub in error.context:
-        if sub.validator != "type" and not sub.relative_path:
+        if sub.validator not in ("type", "const") and not sub.relative_path:
             return _message(sub.validator, sub.validator_value, sub.instance, sub.schema)
     kinds = []
     for branch in error.validator_value:
         if "const" in branch:
-            kinds.append(repr(branch["const"]).lower())
+            kinds.append(_yaml_text(branch["const"]))
         elif "type" in branch:
             kinds.append(_type_name(branch["type"]))
     return f"expected {' or '.join(dict.fromkeys(kinds))}, got {_describe_value(error.instance)}"
@@ -154,7 +172,7 @@ def _message(keyword: str, value: t.Any, instance: t.Any, schema: dict[str, t.An
     if keyword == "type":
         return f"expected {_type_name(value)}, got {got}"
     if keyword == "const":
-        return f"expected {value!r}, got {got}"
+        return f"expected {_yaml_text(value)}, got {got}"
     if keyword == "enum":
         return f"expected one of {', '.join(map(str, value))}; got {got}"
     if keyword == "pattern":
@@ -182,7 +200,8 @@ def _message(keyword: str, value: t.Any, instance: t.Any, schema: dict[str, t.An
 # --- semantic rules -----------------------------------------------------------
 
 
-def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
+def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Problem]:
+    """Rules beyond the schema; `refused`: paths the schema already reported."""
     data = loaded.data
     out: list[Problem] = []
     out += _check_run(loaded, data.get("run"))
@@ -190,7 +209,7 @@ def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
     for key, parse in (("time", parse_time), ("mem", parse_mem)):
         value = resources.get(key)
         # integers: the schema's minimum and maximum say it; text the schema refused: likewise
-        if isinstance(value, str) and _schema_pattern_matches(("resources", key), value):
+        if isinstance(value, str) and f"resources.{key}" not in refused:
             try:
                 parse(value)
             except ValueError as e:
@@ -202,19 +221,6 @@ def _semantic_problems(loaded: LoadedManifest) -> list[Problem]:
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
     return out
-
-
-def _schema_pattern_matches(path: tuple[str, ...], value: str) -> bool:
-    """Whether `value` matches the pattern the schema gives the string form of the field at `path`."""
-    from .schema import load_schema
-
-    node: dict[str, t.Any] = load_schema(1)
-    for part in path:
-        node = node["properties"][part]
-    for branch in node.get("anyOf", [node]):
-        if branch.get("type") == "string" and "pattern" in branch:
-            return re.search(branch["pattern"], value) is not None
-    return True
 
 
 def _mapping(value: object) -> dict[str, t.Any]:
@@ -310,7 +316,7 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[
         if target in taken:
             out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
             continue
-        taken[target] = "path " + ".".join(str(p) for p in where)
+        taken[target] = format_path(where)
     return out
 
 
@@ -319,6 +325,12 @@ def _check_sbatch_options(loaded: LoadedManifest, options: dict[str, t.Any]) -> 
     for name in options:
         if name in OWNED_SBATCH_OPTIONS:
             out.append(loaded.problem(("cluster", "sbatch_options", name), f"--{name} is set by mcompile itself; use its manifest field instead", key=True))
+            continue
+        # sbatch takes any unique prefix of a long option: --arr is --array
+        owned = sorted(o for o in OWNED_SBATCH_OPTIONS if o.startswith(name))
+        if owned:
+            out.append(loaded.problem(("cluster", "sbatch_options", name),
+                                      f"sbatch reads --{name} as an abbreviation of --{owned[0]}, which mcompile sets itself; write the full option name", key=True))
     return out
 
 
@@ -327,7 +339,7 @@ def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Pro
     env, secrets = _mapping(data.get("env")), _mapping(data.get("secrets"))
     for section, names in (("env", env), ("secrets", secrets)):
         for name in names:
-            if isinstance(name, str) and name.upper().startswith(RESERVED_ENV_PREFIXES):
+            if isinstance(name, str) and name.startswith(RESERVED_ENV_PREFIXES):
                 out.append(loaded.problem((section, name), f"{name!r}: names starting with {', '.join(RESERVED_ENV_PREFIXES)} are set by mcompile and the runtime", key=True))
     for name in secrets:
         if name in env:

@@ -1,0 +1,206 @@
+"""The v1 JSON Schema: well-formed, strict, bounded, shipped as written; the examples pass it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from manifest_compiler import SCHEMA_VERSIONS
+from manifest_compiler.cli import main
+from manifest_compiler.schema import load_schema, schema_text
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = ROOT / "schemas" / "experiment.v1.schema.json"
+EXAMPLES = sorted((ROOT / "manifests").glob("*.yaml"))
+
+
+def _schema() -> dict[str, t.Any]:
+    return t.cast("dict[str, t.Any]", json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def _subschemas(node: object, pointer: str = "#") -> t.Iterator[tuple[str, dict[str, t.Any]]]:
+    """Every schema object in the document, with its JSON pointer (keywords' values excluded)."""
+    if not isinstance(node, dict):
+        return
+    yield pointer, node
+    for key, child in node.items():
+        if key in ("properties", "$defs", "patternProperties"):
+            for name, sub in child.items():
+                yield from _subschemas(sub, f"{pointer}/{key}/{name}")
+        elif key in ("items", "additionalProperties", "propertyNames", "not", "if", "then", "else", "contains"):
+            yield from _subschemas(child, f"{pointer}/{key}")
+        elif key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+            for i, sub in enumerate(child):
+                yield from _subschemas(sub, f"{pointer}/{key}/{i}")
+
+
+def _types(node: dict[str, t.Any]) -> set[str]:
+    kind = node.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def test_schema_passes_the_2020_12_metaschema() -> None:
+    schema = _schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+def test_schema_walk_sees_the_whole_document() -> None:
+    pointers = {p for p, _ in _subschemas(_schema())}
+    assert "#/properties/container/properties/binds/items/properties/target" in pointers
+    assert "#/properties/cluster/properties/sbatch_options/additionalProperties/anyOf/1" in pointers
+    assert "#/$defs/scalar/anyOf/0" in pointers
+    assert len(pointers) > 80
+
+
+def test_objects_with_fixed_properties_reject_unknown_keys() -> None:
+    loose = [
+        pointer for pointer, node in _subschemas(_schema())
+        if "properties" in node and node.get("additionalProperties") is not False
+    ]
+    assert loose == []
+
+
+def test_every_object_is_closed_or_has_a_value_schema() -> None:
+    """A mapping without fixed properties (env, secrets, ...) still constrains its keys and values."""
+    for pointer, node in _subschemas(_schema()):
+        if "object" in _types(node) and "properties" not in node:
+            assert isinstance(node.get("additionalProperties"), dict), pointer
+            assert "propertyNames" in node, pointer
+            assert "maxProperties" in node, pointer
+
+
+def test_every_integer_has_a_maximum_and_a_minimum() -> None:
+    integers = [(p, n) for p, n in _subschemas(_schema()) if "integer" in _types(n)]
+    assert len(integers) >= 9  # sbatch option values, time, 5 resources, agents, runs_per_agent
+    for pointer, node in integers:
+        assert "maximum" in node, f"{pointer}: integer without a maximum"
+        assert "minimum" in node, f"{pointer}: integer without a minimum"
+
+
+def _pattern_bounds_length(pattern: str) -> bool:
+    """An anchored pattern without unbounded repetition (*, +, {n,}) bounds the length."""
+    body = pattern.replace("\\\\", "").replace("\\*", "").replace("\\+", "")
+    body = re.sub(r"\[[^\]]*\]", "x", body)  # character classes may hold * and + literally
+    return pattern.startswith("^") and pattern.endswith("$") and not re.search(r"[*+]|\{\d+,\}", body)
+
+
+def test_pattern_bound_helper() -> None:
+    assert _pattern_bounds_length("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    assert _pattern_bounds_length("^[0-9]{1,12}[KMGT]$")
+    assert not _pattern_bounds_length("^[A-Za-z0-9._+/-]+$")
+    assert not _pattern_bounds_length("^a{2,}$")
+    assert not _pattern_bounds_length("\\.sif$")
+
+
+def test_every_string_and_list_is_bounded() -> None:
+    for pointer, node in _subschemas(_schema()):
+        kinds = _types(node)
+        if "string" in kinds:
+            bounded = "maxLength" in node or "enum" in node or "const" in node \
+                or _pattern_bounds_length(node.get("pattern", ""))
+            assert bounded, f"{pointer}: string without a length bound"
+        if "array" in kinds:
+            assert "maxItems" in node, f"{pointer}: list without maxItems"
+
+
+def test_every_pattern_says_what_it_expects() -> None:
+    """validate prints `x-expected` instead of a regular expression."""
+    for pointer, node in _subschemas(_schema()):
+        if "pattern" in node:
+            assert node.get("x-expected"), f"{pointer}: pattern without x-expected"
+
+
+def test_every_property_is_described() -> None:
+    for pointer, node in _subschemas(_schema()):
+        for name, sub in node.get("properties", {}).items():
+            assert sub.get("description"), f"{pointer}/properties/{name}: no description"
+
+
+def test_required_keys_are_declared_properties() -> None:
+    for pointer, node in _subschemas(_schema()):
+        for name in node.get("required", []):
+            assert name in node.get("properties", {}), f"{pointer}: required {name!r} is not a property"
+
+
+def test_contract_values() -> None:
+    """The names and bounds the manifest contract fixes."""
+    schema = _schema()
+    props = schema["properties"]
+    assert set(schema["required"]) == {"version", "name", "project", "container", "resources", "run"}
+    assert props["version"] == {"description": props["version"]["description"], "const": 1}
+    assert props["container"]["required"] == ["image"]
+    assert set(props["resources"]["required"]) == {"time", "mem"}
+    assert set(props["run"]["properties"]) == {"commands", "grid", "sweep"}
+    assert props["container"]["properties"]["runtime"]["enum"] == ["auto", "apptainer", "singularity"]
+    assert props["container"]["properties"]["entry"]["enum"] == ["run", "exec"]
+    assert props["container"]["properties"]["gpu"]["enum"] == ["auto", "nvidia", "rocm", "none"]
+    assert props["data"]["properties"]["stage"]["enum"] == ["archive", "copy", "bind"]
+    assert schema["$id"].endswith(":v1")
+
+
+def test_schema_command_prints_the_file_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    out, err = capsys.readouterr()
+    assert out == SCHEMA_FILE.read_text(encoding="utf-8")
+    assert err == ""
+    assert main(["schema", "--version", "1"]) == 0
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+def test_schema_command_bytes_in_a_subprocess() -> None:
+    proc = subprocess.run([sys.executable, "-m", "manifest_compiler", "schema"], capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout == SCHEMA_FILE.read_bytes()
+    assert proc.stderr == b""
+
+
+def test_schema_command_unknown_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--version", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no schema for format version 2" in err
+    assert "Traceback" not in err
+
+
+def test_packaged_schema_is_the_file() -> None:
+    for version in SCHEMA_VERSIONS:
+        assert schema_text(version) == SCHEMA_FILE.read_text(encoding="utf-8")
+        assert load_schema(version) == _schema()
+
+
+def test_there_are_examples() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"base.yaml", "commands.yaml", "grid.yaml", "sweep.yaml", "resnet50-seeds.yaml"} <= names
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates_silently(example: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(example.parent)
+    assert main(["validate", example.name]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_examples_validate_in_one_process() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "manifest_compiler", "validate", *map(str, EXAMPLES)],
+        env={**os.environ, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_declare_the_schema_for_editors(example: Path) -> None:
+    first = example.read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schemas/experiment.v1.schema.json"
