@@ -23,6 +23,6 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e "^WARNING: Location" >&2 || true
-python3 -c "import manifest_compiler, yaml, jsonschema, jinja2, deepdiff, pytest, hypothesis" ||
+python3 -c "import manifest_compiler, yaml, jsonschema, jinja2, deepdiff, pytest, hypothesis, hypothesis_jsonschema" ||
   { echo "setup: python packages missing after install" >&2; exit 1; }
 echo "setup: ready" >&2
