@@ -149,6 +149,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _summary_against_previous(result: t.Any, runs_dir: str) -> None:
     """What changed since the previous run of the same experiment, in one line."""
+    from .write import list_runs
+
+    if not any(r != result.run.path for r in list_runs(runs_dir, result.plan.resolved["name"])):
+        return  # a first compile pays nothing for diff
     from .diff import DiffError, summary_against_previous
 
     try:

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import socket
 import typing as t
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(parent)
-        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{socket.gethostname()}-{os.getpid()}"
+        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{os.uname().nodename}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as e:
@@ -98,7 +97,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _remove_stale_temporaries(parent: Path) -> None:
     """Remove temporaries of compiles on this host that died (kill -9) before renaming."""
-    host = socket.gethostname()
+    host = os.uname().nodename
     for entry in parent.iterdir():
         if not entry.name.startswith(_TMP_PREFIX):
             continue
