@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--runs", default=None, metavar="DIR", help="runs folder (default $MCOMPILE_RUNS, else ./runs)")
     p.add_argument("--submit", action="store_true", help="submit the run to SLURM after compiling")
+    p.add_argument("--strict", action="store_true", help="with --submit: refuse (not only warn) when a secret file is readable by others")
 
     p = sub.add_parser("plan", help="print what compile would produce; writes nothing")
     p.add_argument("file", metavar="FILE")
@@ -143,7 +144,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if args.submit:
         from .submit import submit_run
 
-        return submit_run(run.path, manifest_path=args.file)
+        return submit_run(run.path, manifest_path=args.file, strict=args.strict)
     return EXIT_OK
 
 

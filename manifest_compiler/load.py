@@ -31,6 +31,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 # bomb is far above it and is refused before anything walks the expanded tree.
 MAX_EXPANDED_NODES = 1_000_000
 MAX_DEPTH = 64
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a manifest, or a file it extends; a 1,000,000-task grid needs a few KiB
 MAX_NUMBER_DIGITS = 100
 
 _PLAIN = "tag:mcompile:plain"
@@ -170,7 +171,7 @@ class Reader:
     def read(self, path: str) -> bytes:
         """The bytes of `path`. Raises OSError (its strerror is shown to the user)."""
         with open(path, "rb") as fh:
-            return fh.read()
+            return fh.read(MAX_FILE_BYTES + 1)  # parse_source refuses more; never read a huge file whole
 
     def resolve(self, including: str, ref: str) -> str:
         """The path an `extends: ref` in the file `including` names. Raises OSError."""
@@ -265,6 +266,9 @@ def parse_source(path: str, raw: bytes) -> Source:
     Raises:
         ManifestError: with one located problem.
     """
+    if len(raw) > MAX_FILE_BYTES:
+        raise ManifestError([Problem(path, 0, 0, "", f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB; "
+                                     "a manifest of that size is refused (use a grid for many tasks)")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

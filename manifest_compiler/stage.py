@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -112,6 +111,7 @@ def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sy
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OperationError(f"cannot create {target_dir}: {e.strerror or e}") from e
+    _remove_dead_temporaries(target_dir)
     return [_stage_one(root, subset, i, target_dir, progress) for i, subset in enumerate(data["subsets"])]
 
 
@@ -123,7 +123,7 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     if progress:
         print(f"mcompile: archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}", file=progress, flush=True)
     started = time.monotonic()
-    tmp = target_dir / f".{before.digest}.tar.tmp-{socket.gethostname()}-{os.getpid()}"
+    tmp = target_dir / f".{before.digest}.tar.tmp-{os.uname().nodename}-{os.getpid()}"
     try:
         proc = subprocess.run(
             ["tar", "-cf", str(tmp), "--sort=name", "--format=gnu", "-C", str(root), "--", subset],
@@ -144,6 +144,28 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     if progress:
         print(f"mcompile: archived {subset} in {time.monotonic() - started:.1f} s", file=progress, flush=True)
     return Archive(subset, index, before.digest, final, built=True)
+
+
+def _remove_dead_temporaries(target_dir: Path) -> None:
+    """Remove half-written archives of builds on this host that died (kill -9) before renaming.
+
+    They are never trusted (only <fingerprint>.tar is), but they take disk space.
+    """
+    host = os.uname().nodename
+    for entry in target_dir.glob(".*.tar.tmp-*"):
+        owner, _, pid = entry.name.split(".tar.tmp-", 1)[1].rpartition("-")
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _human(n: int) -> str:

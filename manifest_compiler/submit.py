@@ -41,8 +41,10 @@ def log_pattern(resolved: dict[str, t.Any], ntasks: int) -> str:
     return f"{logs}/{resolved['name']}_%A_%a.out" if ntasks > 1 else f"{logs}/{resolved['name']}_%j_0.out"
 
 
-def preflight(run_dir: Path, resolved: dict[str, t.Any]) -> tuple[list[str], list[str]]:
+def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:
     """Check what the job will need and stage archives; return (sbatch options, warnings).
+
+    With `strict`, a secret file readable by others is refused, not only warned about.
 
     Raises:
         OperationError: something the job needs is missing; nothing was queued.
@@ -67,7 +69,10 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any]) -> tuple[list[str], lis
             warnings.append(f"secret {name}: {path} is not readable here; the job reads it on the compute node")
             continue
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            warnings.append(f"secret {name}: {path} is readable by others (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+            message = f"secret {name}: {path} is readable by others (mode {stat.S_IMODE(mode):04o}); chmod 600 it"
+            if strict:
+                raise OperationError(f"{message} (refused with --strict; nothing was queued)")
+            warnings.append(message)
 
     options: list[str] = []
     archives = stage_archives(resolved)
@@ -115,14 +120,14 @@ def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def submit_run(run_dir: Path, *, manifest_path: str) -> int:
+def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> int:
     """Pre-flight, test, submit and record one submission of a compiled run.
 
     Raises:
         OperationError: pre-flight or sbatch failed; nothing was recorded.
     """
     resolved = read_resolved(run_dir)
-    options, warnings = preflight(run_dir, resolved)
+    options, warnings = preflight(run_dir, resolved, strict=strict)
     for w in warnings:
         _note(f"warning: {w}")
     env = _sbatch_env(resolved)
