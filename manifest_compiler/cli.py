@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
 
     p = sub.add_parser("runs", help="list compiled runs and their submissions")
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (default: every run)")
     p.add_argument("--runs", default=None, metavar="DIR")
     p.add_argument("--format", choices=("text", "json"), default="text")
 

@@ -189,15 +189,12 @@ def load_side(spec: str, *, runs_dir: str) -> Side:
 
 def _find_run(runs_dir: str, spec: str) -> Path | None:
     """runs_dir/NAME/HASH12, or the newest run of runs_dir/NAME; None when neither exists."""
-    if not spec or os.path.isabs(spec) or ".." in Path(spec).parts:
+    if not spec or os.path.isabs(spec):
         return None
-    candidate = Path(runs_dir) / spec
-    if (candidate / "resolved.json").is_file():
-        return candidate
-    if len(Path(spec).parts) == 1 and candidate.is_dir():
-        runs = previous_runs(runs_dir, spec)
-        return runs[0] if runs else None
-    return None
+    from .write import select_runs
+
+    runs = select_runs(runs_dir, spec)
+    return runs[0] if runs else None
 
 
 def _plain(resolved: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -14,7 +14,7 @@ import subprocess
 import typing as t
 from pathlib import Path
 
-from .write import list_runs
+from .write import select_runs
 
 
 @dataclasses.dataclass
@@ -133,9 +133,9 @@ def read_submissions(run: Path) -> list[dict[str, t.Any]]:
     return out
 
 
-def describe_runs(runs_dir: str, name: str | None = None) -> list[dict[str, t.Any]]:
-    """Runs newest first, each with its submissions and their task states."""
-    runs = list_runs(runs_dir, name)
+def describe_runs(runs_dir: str, spec: str | None = None) -> list[dict[str, t.Any]]:
+    """Runs newest first (all, or those RUN names), with their submissions and task states."""
+    runs = select_runs(runs_dir, spec)
     subs = {run: read_submissions(run) for run in runs}
     job_ids = [s["job_id"] for ss in subs.values() for s in ss]
     states, source = query_states(job_ids)

@@ -125,3 +125,24 @@ def list_runs(runs_dir: str | os.PathLike[str], name: str | None = None) -> list
     runs = [r for n in names if n.is_dir() for r in n.iterdir()
             if r.is_dir() and not r.name.startswith(".") and (r / "job.sbatch").is_file()]
     return sorted(runs, key=lambda r: (r.stat().st_mtime_ns, r.name), reverse=True)
+
+
+def select_runs(runs_dir: str | os.PathLike[str], spec: str | None) -> list[Path]:
+    """The runs a RUN argument names, newest first.
+
+    RUN is a run directory, `NAME/HASH12` under runs_dir, or `NAME` (all its runs);
+    no RUN: every run under runs_dir.
+    """
+    if not spec:
+        return list_runs(runs_dir)
+    path = Path(spec)
+    if (path / "resolved.json").is_file() and (path / "job.sbatch").is_file():
+        return [path]
+    if os.path.isabs(spec) or ".." in path.parts:
+        return []
+    candidate = Path(runs_dir) / spec
+    if len(path.parts) == 2 and (candidate / "resolved.json").is_file():
+        return [candidate]
+    if len(path.parts) == 1:
+        return list_runs(runs_dir, spec)
+    return []

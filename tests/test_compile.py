@@ -139,3 +139,23 @@ def test_plan_prints_plan_txt_and_writes_nothing(tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert out == (GOLDEN / "grid").joinpath(next(p.name for p in (GOLDEN / "grid").iterdir()), "plan.txt").read_text()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_takes_a_run_directory_name_hash_or_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from manifest_compiler.write import select_runs
+
+    src = (ROOT / "manifests" / "grid.yaml").read_text()
+    m = tmp_path / "m.yaml"
+    m.write_text(src)
+    old = compile_manifest(str(m), runs_dir=str(tmp_path / "runs")).run.path
+    m.write_text(src.replace("seed: [1, 2, 3]", "seed: [1, 2]"))
+    new = compile_manifest(str(m), runs_dir=str(tmp_path / "runs")).run.path
+    os.utime(old, ns=(1, 1))  # the older run appeared first
+    runs = str(tmp_path / "runs")
+    assert select_runs(runs, "lr-grid") == [new, old]
+    assert select_runs(runs, f"lr-grid/{old.name}") == [old]
+    assert select_runs(runs, str(old)) == [old]
+    assert select_runs(runs, "nope") == [] and select_runs(runs, "../x") == []
+    assert main(["runs", f"lr-grid/{old.name}", "--runs", runs]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"lr-grid/{old.name}  6 tasks") and new.name not in out
