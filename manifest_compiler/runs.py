@@ -110,7 +110,9 @@ def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
         return [], "none"
     states = _from_sacct(job_ids)
     if states is not None:
-        return states, "sacct"
+        # slurmdbd learns of a job a moment after sbatch returns: ask squeue for those
+        unknown = sorted(set(job_ids) - {s.job_id for s in states})
+        return states + (_from_squeue(unknown) if unknown else []), "sacct"
     # No accounting: the jobcomp file has finished attempts with exit codes; squeue
     # wins where a task is still (or again, after a requeue) queued or running.
     merged: dict[tuple[str, int | None], TaskState] = {(s.job_id, s.task): s for s in _from_jobcomp(job_ids)}
