@@ -26,12 +26,13 @@ try:  # libyaml is ~10x faster; the pure-Python parser gives the same nodes.
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _BaseLoader = yaml.SafeLoader
 
-# A document may hold at most this many nodes once aliases are expanded. Real
-# manifests are far below it (a 10,000-command list is ~10,000 nodes); an alias
-# bomb is far above it and is refused before anything walks the expanded tree.
-MAX_EXPANDED_NODES = 1_000_000
+# What aliases may add to a document (see _check_size). Real manifests use a few
+# aliases for shared settings; an alias bomb is far above both bounds and is
+# refused before anything walks the expanded tree.
+MAX_ALIAS_VALUES = 1_000_000  # values that aliases add beyond the nodes written in the file
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a manifest, or a file it extends; a 1,000,000-task grid needs a few KiB
+MAX_EXPANDED_CHARS = 4 * MAX_FILE_BYTES  # text of all scalars once aliases are expanded
 MAX_NUMBER_DIGITS = 100
 
 _PLAIN = "tag:mcompile:plain"
@@ -353,37 +354,44 @@ def _yaml_problem(path: str, e: yaml.YAMLError, text: str) -> Problem:
 
 
 def _check_size(path: str, root: yaml.Node) -> None:
-    """Refuse alias bombs, recursive aliases and absurd nesting before constructing."""
-    sizes: dict[int, int] = {}
+    """Refuse alias bombs and recursive aliases before anything walks the expanded tree.
+
+    What aliases add is bounded twice: in values (a billion laughs) and in
+    characters (a few aliases of one long string). What the file holds without
+    aliases is bounded by MAX_FILE_BYTES already.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (values, characters) once expanded
     active: set[int] = set()
 
-    def size(node: yaml.Node, depth: int) -> int:
+    def size(node: yaml.Node) -> tuple[int, int]:
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in active:
             raise ManifestError([_node_problem(path, node, "recursive alias: a node contains itself")])
-        if depth > MAX_DEPTH:
-            raise ManifestError([_node_problem(path, node, f"nesting deeper than {MAX_DEPTH} levels")])
         active.add(key)
-        total = 1
+        values, chars = 1, 0
+        children: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
-            for child in node.value:
-                total += size(child, depth + 1)
+            children = node.value
         elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                total += size(k, depth + 1) + size(v, depth + 1)
-        if total > MAX_EXPANDED_NODES:
+            children = [n for pair in node.value for n in pair]
+        else:
+            chars = len(node.value)
+        for child in children:
+            v, c = size(child)
+            values, chars = values + v, chars + c
+        if values - len(sizes) > MAX_ALIAS_VALUES or chars > MAX_EXPANDED_CHARS:
             raise ManifestError([_node_problem(
                 path, node,
-                f"the document expands to more than {MAX_EXPANDED_NODES:,} values through aliases "
-                "(an alias bomb?); refused",
+                f"aliases expand the document beyond {MAX_ALIAS_VALUES:,} values or {MAX_EXPANDED_CHARS // 2**20} MiB "
+                "of text (an alias bomb?); refused",
             )])
         active.discard(key)
-        sizes[key] = total
-        return total
+        sizes[key] = (values, chars)
+        return values, chars
 
-    size(root, 0)
+    size(root)
 
 
 def _tag(tag: str) -> str:

@@ -41,6 +41,40 @@ def shell_path(path: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+_SBATCH_SAFE = re.compile(r"[A-Za-z0-9._,:/=@%+-]+")
+
+
+def sbatch_value(value: str) -> str:
+    """A value for an `#SBATCH --opt=VALUE` line, as ONE word.
+
+    sbatch splits #SBATCH lines at blanks and stops at `#` unless a value is
+    double-quoted (with backslash and `"` escaped inside): unquoted, a value
+    `x --time=7-00:00:00` would set a second option.
+    """
+    if _SBATCH_SAFE.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def shell_word(value: str) -> str:
+    """One bash word holding exactly `value`, on one line even when the value has newlines.
+
+    Printable text gets shlex's single quotes; text with control characters gets
+    bash's $'...' quoting, so no value can put a line of its own into the script.
+    """
+    if value.isprintable():
+        return shlex.quote(value)
+    out = []
+    for ch in value:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:  # the UTF-8 bytes: bash's \u escapes would depend on the job's locale
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "$'" + "".join(out) + "'"
+
+
 def _bytecode_cache() -> t.Any:
     """jinja2's own bytecode cache in the user's cache folder; None where it cannot live.
 
@@ -76,7 +110,8 @@ def _environment() -> t.Any:
         autoescape=False,
         extensions=["jinja2.ext.do"],
     )
-    env.filters["sh"] = shlex.quote
+    env.filters["sh"] = shell_word
+    env.filters["sbatch"] = sbatch_value
     env.filters["shpath"] = shell_path
     return env
 

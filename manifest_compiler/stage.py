@@ -125,8 +125,12 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     started = time.monotonic()
     tmp = target_dir / f".{before.digest}.tar.tmp-{os.uname().nodename}-{os.getpid()}"
     try:
+        # tar from inside the subset's real folder, naming members <subset>/...: a subset
+        # that is a link (inside the root: check_subset) is archived as its files, not a link.
+        # S: symlink targets inside the data keep their text.
         proc = subprocess.run(
-            ["tar", "-cf", str(tmp), "--sort=name", "--format=gnu", "-C", str(root), "--", subset],
+            ["tar", "-cf", str(tmp), "--sort=name", "--format=gnu", f"--transform=s,^\\.,{subset},S",
+             "-C", os.path.realpath(root / subset), "."],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         if proc.returncode != 0:

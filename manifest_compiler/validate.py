@@ -218,6 +218,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
         out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
     out += _check_targets(loaded, _mapping(data.get("container")))
+    out += _check_bind_sources(loaded, data)
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
     return out
@@ -317,6 +318,19 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[
             out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
             continue
         taken[target] = format_path(where)
+    return out
+
+
+def _check_bind_sources(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Problem]:
+    """Fields that become bind sources (or their prefix) cannot hold ',' or ':' (apptainer splits on them)."""
+    fields: list[tuple[str, ...]] = [("cluster", "scratch"), ("cluster", "local_tmp"), ("outputs", "dir")]
+    if _mapping(data.get("data")).get("stage") == "bind":
+        fields.append(("data", "root"))
+    out = []
+    for path in fields:
+        value = _mapping(data.get(path[0])).get(path[1])
+        if isinstance(value, str) and ("," in value or ":" in value):
+            out.append(loaded.problem(path, "cannot contain ',' or ':': the job binds a folder under it, and apptainer splits bind specs on them"))
     return out
 
 

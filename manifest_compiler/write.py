@@ -48,11 +48,12 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
     full = content_hash(files)
     parent = Path(runs_dir) / name
     final = parent / full[:12]
+    if parent.is_dir():
+        _remove_stale_temporaries(parent)  # also when the run exists: a racing compile may have died
     if final.exists():
         return WriteResult(final, full, created=False)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(parent)
         tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{os.uname().nodename}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -98,7 +99,11 @@ def _fsync_dir(path: Path) -> None:
 def _remove_stale_temporaries(parent: Path) -> None:
     """Remove temporaries of compiles on this host that died (kill -9) before renaming."""
     host = os.uname().nodename
-    for entry in parent.iterdir():
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
         if not entry.name.startswith(_TMP_PREFIX):
             continue
         owner_host, _, pid = entry.name[len(_TMP_PREFIX) + 13 :].rpartition("-")
