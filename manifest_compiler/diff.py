@@ -87,6 +87,7 @@ MAX_SHOWN_TASK_CHANGES = 20
 # Above this many differing tasks, difflib's autojunk heuristic keeps the task
 # comparison near-linear even when many tasks are the same command.
 _AUTOJUNK_ABOVE = 2000
+_ALIGN_AT_MOST = 20_000  # differing tasks on both sides beyond which tasks are compared by position
 
 
 class DiffError(McompileError):
@@ -551,13 +552,19 @@ def _sequence_changes(path: str, old: list[t.Any], new: list[t.Any],
     while hi < n - lo and ka[-1 - hi] == kb[-1 - hi]:
         hi += 1
     a, b = ka[lo : len(ka) - hi], kb[lo : len(kb) - hi]
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=max(len(a), len(b)) > _AUTOJUNK_ABOVE)
     changes = []
 
     def change(index: int, kind: Kind, before: t.Any, after: t.Any) -> None:
         changes.append(Change("run", f"{path}[{index}]", kind, before, after, "results"))
 
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    if min(len(a), len(b)) > _ALIGN_AT_MOST:
+        # difflib's alignment is quadratic at worst (minutes for 200,000 tasks that all
+        # differ); past this size, tasks are compared by position
+        opcodes: list[tuple[str, int, int, int, int]] = [("replace", 0, len(a), 0, len(b))]
+    else:
+        matcher = difflib.SequenceMatcher(None, a, b, autojunk=max(len(a), len(b)) > _AUTOJUNK_ABOVE)
+        opcodes = list(matcher.get_opcodes())
+    for op, i1, i2, j1, j2 in opcodes:
         if op == "equal":
             continue
         paired = min(i2 - i1, j2 - j1) if op == "replace" else 0

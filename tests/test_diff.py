@@ -508,3 +508,18 @@ def test_deepdiff_not_imported_when_only_tasks_differ() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["2", "False"]
+
+
+def test_huge_task_lists_that_all_differ_are_compared_by_position_quickly() -> None:
+    import time
+
+    from manifest_compiler.diff import _ALIGN_AT_MOST, _sequence_changes
+
+    n = _ALIGN_AT_MOST + 5_000
+    old = [f"python t.py --seed {i}" for i in range(n)]
+    new = [f"python t.py --seed {i + 1}x" for i in range(n + 10)]
+    start = time.perf_counter()
+    changes = _sequence_changes("run.tasks", old, new)
+    assert time.perf_counter() - start < 5  # difflib alone would take minutes here
+    assert [c.kind for c in changes].count("changed") == n and [c.kind for c in changes].count("added") == 10
+    assert changes[0].path == "run.tasks[0]" and changes[-1].path == f"run.tasks[{n + 9}]"
