@@ -83,6 +83,16 @@ def archive_dir(resolved: dict[str, t.Any]) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
+def log_pattern(resolved: dict[str, t.Any]) -> str:
+    """The --output pattern (symbolic): <logs>/<name>_%A_%a.out, or _%j_0.out without an array.
+
+    A `%` of the folder itself is doubled: sbatch would read `%x` in it as a pattern.
+    """
+    logs = resolved["outputs"]["logs"].rstrip("/").replace("%", "%%")
+    name = resolved["name"]
+    return f"{logs}/{name}_%A_%a.out" if len(resolved["run"]["tasks"]) > 1 else f"{logs}/{name}_%j_0.out"
+
+
 def _depth(target: str) -> int:
     return 0 if target.startswith("$") else target.count("/")
 
@@ -100,8 +110,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         if res["max_parallel"]:
             array += f"%{res['max_parallel']}"
 
-    logs = resolved["outputs"]["logs"].rstrip("/")
-    log_path = f"{logs}/{name}_%A_%a.out" if n > 1 else f"{logs}/{name}_%j_0.out"
+    log_path = log_pattern(resolved)
     log_in_script = "$" not in log_path and not log_path.startswith("~")
 
     directives: list[tuple[str, str | None]] = [("job-name", f"{project}-{name}")]

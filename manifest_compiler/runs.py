@@ -176,7 +176,9 @@ def describe_runs(runs_dir: str, spec: str | None = None) -> list[dict[str, t.An
 def _log_name(sub: dict[str, t.Any]) -> str | None:
     for arg in sub.get("sbatch", []):
         if arg.startswith("--output="):
-            return str(arg[len("--output="):].replace("%A", sub["job_id"]).replace("%j", sub["job_id"]))
+            pattern = arg[len("--output="):]
+            parts = [p.replace("%A", sub["job_id"]).replace("%j", sub["job_id"]) for p in pattern.split("%%")]
+            return "%".join(parts)
     return None
 
 

@@ -22,6 +22,7 @@ import typing as t
 from pathlib import Path
 
 from .errors import OperationError
+from .plan import log_pattern
 from .stage import check_subset, expand, stage_archives
 
 
@@ -34,11 +35,6 @@ def read_resolved(run_dir: Path) -> dict[str, t.Any]:
         return t.cast("dict[str, t.Any]", json.loads((run_dir / "resolved.json").read_text()))
     except (OSError, ValueError) as e:
         raise OperationError(f"{run_dir} is not a compiled run: {e}") from e
-
-
-def log_pattern(resolved: dict[str, t.Any], ntasks: int) -> str:
-    logs = resolved["outputs"]["logs"].rstrip("/")
-    return f"{logs}/{resolved['name']}_%A_%a.out" if ntasks > 1 else f"{logs}/{resolved['name']}_%j_0.out"
 
 
 def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:
@@ -82,13 +78,13 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False
             _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
         options.append("--export=" + ",".join(["ALL", *exports]))
 
-    ntasks = len(resolved["run"]["tasks"])
-    log = expand(log_pattern(resolved, ntasks))
+    logs = expand(resolved["outputs"]["logs"])
     try:
-        os.makedirs(os.path.dirname(log), exist_ok=True)
+        os.makedirs(logs, exist_ok=True)
     except OSError as e:
-        raise OperationError(f"cannot create the log folder {os.path.dirname(log)}: {e.strerror or e}") from e
-    options.append(f"--output={log}")
+        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
+    # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
+    options.append(f"--output={logs.replace('%', '%%')}/{log_pattern(resolved).rsplit('/', 1)[1]}")
     return options, warnings
 
 
