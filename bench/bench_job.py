@@ -40,11 +40,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOUBLES = ROOT / "tests" / "doubles"
 SLURM_DEV = ROOT / "scripts" / "slurm-dev.sh"
 sys.path.insert(0, str(DOUBLES))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from cluster import free_port_base  # noqa: E402
 from make_test_image import make_image  # noqa: E402
 
 STAMP = "printf '%s\\n' \"$EPOCHREALTIME\" > "  # + target file
@@ -357,24 +357,6 @@ def traced_breakdown(setup: Setup, runs: int = 5) -> tuple[list[tuple[str, float
 
 
 # --- SLURM -------------------------------------------------------------------
-
-
-def free_port_base() -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 32000, 10)
-        socks = []
-        try:
-            for port in range(base, base + 8):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no free port range")
 
 
 def slurm_env(directory: Path) -> dict[str, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import OperationError
 from .plan import archive_dir
+from .write import pid_alive
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
 
@@ -158,18 +159,8 @@ def _remove_dead_temporaries(target_dir: Path) -> None:
     host = os.uname().nodename
     for entry in target_dir.glob(".*.tar.tmp-*"):
         owner, _, pid = entry.name.split(".tar.tmp-", 1)[1].rpartition("-")
-        if owner == host and pid.isdigit() and not _alive(int(pid)):
+        if owner == host and pid.isdigit() and not pid_alive(int(pid)):
             entry.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _human(n: int) -> str:

@@ -107,11 +107,12 @@ def _remove_stale_temporaries(parent: Path) -> None:
         if not entry.name.startswith(_TMP_PREFIX):
             continue
         owner_host, _, pid = entry.name[len(_TMP_PREFIX) + 13 :].rpartition("-")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists (a temporary's owner may still write)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -79,7 +79,7 @@ def _script(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProc
     )
 
 
-def _free_port_base() -> int:
+def free_port_base() -> int:
     """A port base whose 8 ports (base..base+7) are free on 127.0.0.1."""
     for _ in range(200):
         base = random.randrange(10000, 32000, 10)
@@ -113,7 +113,7 @@ def bring_up(directory: Path, *opts: str) -> Iterator[Cluster]:
         if os.environ.get("CI"):
             pytest.fail("the end-to-end tests need root to start SLURM", pytrace=False)
         pytest.skip("slurm-dev.sh needs root")
-    up = _script("up", "--dir", str(directory), "--port-base", str(_free_port_base()), *opts)
+    up = _script("up", "--dir", str(directory), "--port-base", str(free_port_base()), *opts)
     try:
         if up.returncode != 0:
             pytest.fail(f"slurm-dev.sh up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}")
