@@ -17,7 +17,7 @@ from .errors import ManifestError, McompileError, UsageError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "diff")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "diff", "exec")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (default: every run)")
     p.add_argument("--runs", default=None, metavar="DIR")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("exec", help="run one task of a compiled run on this machine, with its job.sbatch")
+    p.add_argument("run", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (its newest run)")
+    p.add_argument("--task", type=int, required=True, metavar="N")
+    p.add_argument("--runs", default=None, metavar="DIR")
 
     p = sub.add_parser("diff", help="what really changes between manifests, runs or git revisions")
     p.add_argument("a", metavar="A")
@@ -214,6 +219,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from .local import run_task_locally
+    from .write import select_runs
+
+    runs = select_runs(args.runs or _runs_default(), args.run)
+    if not runs:
+        raise UsageError(f"no compiled run {args.run!r} (a run directory, NAME/HASH12 or NAME under --runs)")
+    return run_task_locally(runs[0], args.task)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text
 
@@ -229,4 +244,5 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "stage": _cmd_stage,
     "runs": _cmd_runs,
     "diff": _cmd_diff,
+    "exec": _cmd_exec,
 }

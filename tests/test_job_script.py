@@ -207,3 +207,25 @@ def test_a_shared_local_tmp_gets_its_own_subfolder_removed_at_exit(tmp_path: Pat
     assert _run_task(run, 3, cluster_dirs, stand_in_env, array_job=77).returncode == 0
     assert _calls(stand_in_env)[0]["binds"][2]["source"].startswith(f"{shared}/mcompile-77_3/")
     assert [p.name for p in shared.iterdir()] == ["someone-else"]
+
+
+def test_exec_runs_one_task_locally_with_the_same_job_script(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                             stand_in_env: dict[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    from manifest_compiler.cli import main
+
+    commands = ["exit 9", "cat /data/ds/train/x.txt > /scratch_storage/got.txt; printf '%s' \"$API_KEY\" | wc -c"]
+    manifest = _write_manifest(tmp_path, commands, data={"subsets": ["ds/train"], "stage": "archive"})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    for key in ("PATH", "APPTAINER_DOUBLE_LOG"):
+        monkeypatch.setenv(key, stand_in_env[key])
+    monkeypatch.setenv("SCRATCH", str(cluster_dirs["scratch"]))
+    monkeypatch.setenv("HOME", str(cluster_dirs["home"]))
+    assert main(["exec", str(run), "--task", "1"]) == 0
+    assert (cluster_dirs["scratch"] / "proj" / "jobtest" / "local_1" / "got.txt").read_text() == "data-line\n"
+    assert _calls(stand_in_env)[0]["argv"][-1] == commands[1]
+    assert main(["exec", "jobtest", "--task", "0", "--runs", str(tmp_path / "runs")]) == 9  # NAME: the newest run
+    assert main(["exec", str(run), "--task", "2"]) == 2
+    err = capfd.readouterr().err
+    assert "there is no task 2" in err and "mcompile: task 0 exited with status 9" in err

@@ -1,0 +1,52 @@
+"""Local: run one task of a compiled run on this machine, with the run's own job.sbatch.
+
+The job script sees what SLURM would give it (SLURM_JOB_ID, the array ids, the
+submit directory, a fresh SLURM_TMPDIR) and the archives a submission would name,
+and runs the real container runtime from PATH. So a user can check the image, the
+binds, the data and the command before queuing hundreds of tasks. Results land in
+`<outputs.dir>/local_<task>`; the log goes to the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import OperationError, UsageError
+from .stage import stage_archives
+
+JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
+
+
+def run_task_locally(run_dir: Path, task: int) -> int:
+    """Run `task` of the run in `run_dir` with bash; its exit status.
+
+    Raises:
+        UsageError: the run has no such task.
+        OperationError: archives cannot be staged, or bash cannot start.
+    """
+    resolved = json.loads((run_dir / "resolved.json").read_text())
+    ntasks = len(resolved["run"]["tasks"])
+    if not 0 <= task < ntasks:
+        raise UsageError(f"{run_dir} has tasks 0 to {ntasks - 1}; there is no task {task}")
+    env = dict(os.environ)
+    for archive in stage_archives(resolved):
+        env[f"MCOMPILE_ARCHIVE_{archive.index}"] = archive.fingerprint
+    local_tmp = tempfile.mkdtemp(prefix="mcompile-exec-")
+    env.update({
+        "SLURM_JOB_ID": JOB_ID,
+        "SLURM_ARRAY_JOB_ID": JOB_ID,
+        "SLURM_ARRAY_TASK_ID": str(task),
+        "SLURM_SUBMIT_DIR": str(run_dir.resolve()),
+        "SLURM_TMPDIR": local_tmp,
+    })
+    try:
+        return subprocess.run(["bash", str(run_dir / "job.sbatch")], cwd=run_dir, env=env, stdin=subprocess.DEVNULL).returncode
+    except OSError as e:
+        raise OperationError(f"cannot run bash: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(local_tmp, ignore_errors=True)
