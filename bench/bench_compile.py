@@ -199,7 +199,7 @@ def count_files(root: Path) -> int:
 
 
 class Failed(Exception):
-    pass
+    """A timed run did not produce what it should; the benchmark stops."""
 
 
 def check_mcompile(sample: Sample, runs: Path, n: int) -> tuple[Path, int]:

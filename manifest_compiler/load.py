@@ -328,7 +328,7 @@ def _scan(path: str, text: str) -> set[tuple[int, int]]:
             elif isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.start_mark is not None:
                 non_specific.add((event.start_mark.line, event.start_mark.column))
     except yaml.YAMLError:
-        pass
+        return non_specific  # the composer reports syntax errors, located
     return non_specific
 
 

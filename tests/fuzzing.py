@@ -525,7 +525,7 @@ _C_SPACE = b" \t\n\v\f\r"
 
 
 class SbatchFatal(Exception):
-    pass
+    """sbatch would refuse the script outright (as its parser would)."""
 
 
 def sbatch_arguments(rest: bytes) -> list[bytes]:
