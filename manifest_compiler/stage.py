@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OperationError
 from .plan import archive_dir
-from .write import pid_alive
+from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
 
@@ -124,7 +124,7 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     if progress:
         print(f"mcompile: archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}", file=progress, flush=True)
     started = time.monotonic()
-    tmp = target_dir / f".{before.digest}.tar.tmp-{os.uname().nodename}-{os.getpid()}"
+    tmp = target_dir / f".{before.digest}.tar.tmp-{temporary_tag()}"
     try:
         # tar from inside the subset's real folder, naming members <subset>/...: a subset
         # that is a link (inside the root: check_subset) is archived as its files, not a link.
@@ -156,10 +156,8 @@ def _remove_dead_temporaries(target_dir: Path) -> None:
 
     They are never trusted (only <fingerprint>.tar is), but they take disk space.
     """
-    host = os.uname().nodename
     for entry in target_dir.glob(".*.tar.tmp-*"):
-        owner, _, pid = entry.name.split(".tar.tmp-", 1)[1].rpartition("-")
-        if owner == host and pid.isdigit() and not pid_alive(int(pid)):
+        if writer_died(entry.name.split(".tar.tmp-", 1)[1]):
             entry.unlink(missing_ok=True)
 
 

@@ -54,7 +54,7 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
         return WriteResult(final, full, created=False)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{os.uname().nodename}-{os.getpid()}"
+        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{temporary_tag()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as e:
@@ -98,21 +98,27 @@ def _fsync_dir(path: Path) -> None:
 
 def _remove_stale_temporaries(parent: Path) -> None:
     """Remove temporaries of compiles on this host that died (kill -9) before renaming."""
-    host = os.uname().nodename
     try:
         entries = list(parent.iterdir())
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(_TMP_PREFIX):
-            continue
-        owner_host, _, pid = entry.name[len(_TMP_PREFIX) + 13 :].rpartition("-")
-        if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
+        if entry.name.startswith(_TMP_PREFIX) and writer_died(entry.name[len(_TMP_PREFIX) + 13 :]):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host with that pid exists (a temporary's owner may still write)."""
+def temporary_tag() -> str:
+    """`<host>-<pid>`, ending a temporary's name so that a later process can tell whether its writer died."""
+    return f"{os.uname().nodename}-{os.getpid()}"
+
+
+def writer_died(tag: str) -> bool:
+    """Whether the writer named by a `temporary_tag` ran on this host and is gone (killed before renaming)."""
+    host, _, pid = tag.rpartition("-")
+    return host == os.uname().nodename and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
