@@ -58,7 +58,7 @@ import subprocess
 import typing as t
 from pathlib import Path
 
-from .errors import ManifestError, McompileError
+from .errors import ManifestError, McompileError, OperationError
 from .load import LoadedManifest, Reader, format_path, load_manifest
 
 Kind = t.Literal["changed", "added", "removed", "reordered"]
@@ -213,28 +213,13 @@ def _load_file(path: str) -> Side:
     return Side(path, _plain(resolved), "manifest")
 
 
-def read_resolved(run_dir: Path) -> dict[str, t.Any]:
-    """The resolved.json of a job directory.
-
-    Raises:
-        DiffError: it is missing, unreadable or not a resolved manifest.
-    """
-    file = run_dir / "resolved.json"
-    try:
-        data = json.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise DiffError(f"{run_dir}: not a job directory (no resolved.json)") from None
-    except OSError as e:
-        raise DiffError(f"{file}: cannot read: {e.strerror or e}") from None
-    except ValueError as e:
-        raise DiffError(f"{file}: not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
-        raise DiffError(f"{file}: not a resolved manifest (expected an object with name and run)")
-    return data
-
-
 def _load_run(run_dir: Path, label: str) -> Side:
-    return Side(label, read_resolved(run_dir), "run", run_dir)
+    from .write import read_resolved
+
+    try:
+        return Side(label, read_resolved(run_dir), "run", run_dir)
+    except OperationError as e:
+        raise DiffError(str(e)) from None
 
 
 def _git(args: list[str]) -> bytes:

@@ -9,7 +9,6 @@ binds, the data and the command before queuing hundreds of tasks. Results land i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .stage import stage_archives
+from .write import read_resolved
 
 JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
 
@@ -29,7 +29,7 @@ def run_task_locally(run_dir: Path, task: int) -> int:
         UsageError: the run has no such task.
         OperationError: archives cannot be staged, or bash cannot start.
     """
-    resolved = json.loads((run_dir / "resolved.json").read_text())
+    resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
     if not 0 <= task < ntasks:
         raise UsageError(f"{run_dir} has tasks 0 to {ntasks - 1}; there is no task {task}")

@@ -14,7 +14,7 @@ import subprocess
 import typing as t
 from pathlib import Path
 
-from .write import select_runs
+from .write import read_resolved, select_runs
 
 
 @dataclasses.dataclass
@@ -146,7 +146,7 @@ def describe_runs(runs_dir: str, spec: str | None = None) -> list[dict[str, t.An
         by_job.setdefault(s.job_id, []).append(s)
     out = []
     for run in runs:
-        resolved = json.loads((run / "resolved.json").read_text())
+        resolved = read_resolved(run)
         entry = {
             "run": str(run),
             "name": resolved["name"],

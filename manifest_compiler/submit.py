@@ -24,17 +24,11 @@ from pathlib import Path
 from .errors import OperationError
 from .plan import log_pattern
 from .stage import check_subset, expand, stage_archives
+from .write import read_resolved
 
 
 def _note(message: str) -> None:
     print(f"mcompile: {message}", file=sys.stderr)
-
-
-def read_resolved(run_dir: Path) -> dict[str, t.Any]:
-    try:
-        return t.cast("dict[str, t.Any]", json.loads((run_dir / "resolved.json").read_text()))
-    except (OSError, ValueError) as e:
-        raise OperationError(f"{run_dir} is not a compiled run: {e}") from e
 
 
 def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:

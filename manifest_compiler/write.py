@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import typing as t
@@ -158,3 +159,23 @@ def select_runs(runs_dir: str | os.PathLike[str], spec: str | None) -> list[Path
     if len(path.parts) == 1:
         return list_runs(runs_dir, spec)
     return []
+
+
+def read_resolved(run_dir: Path) -> dict[str, t.Any]:
+    """The resolved.json of a job directory.
+
+    Raises:
+        OperationError: it is missing, unreadable or not a resolved manifest.
+    """
+    file = run_dir / "resolved.json"
+    try:
+        data = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise OperationError(f"{run_dir}: not a job directory (no resolved.json)") from None
+    except OSError as e:
+        raise OperationError(f"{file}: cannot read: {e.strerror or e}") from None
+    except ValueError as e:
+        raise OperationError(f"{file}: not valid JSON: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
+        raise OperationError(f"{file}: not a resolved manifest (expected an object with name and run)")
+    return data
