@@ -17,7 +17,8 @@ from . import __version__
 JOB = "${MCOMPILE_JOB}"  # the array's job id (the job id without an array)
 TASK = "${MCOMPILE_TASK}"  # the task's number in the run
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# A variable in a manifest path: $NAME or ${NAME}; anything else with a $ is literal text.
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _INTERNAL_VARS = {"MCOMPILE_JOB", "MCOMPILE_TASK", "HOME"}
 
 
@@ -220,7 +221,7 @@ def _hours(slurm_time: str) -> float:
 
 def path_vars(path: str) -> list[str]:
     """Variables a symbolic path uses (`~` counts as HOME)."""
-    names = [a or b for a, b in _VAR.findall(path)]
+    names = [a or b for a, b in VARIABLE.findall(path)]
     if path == "~" or path.startswith("~/"):
         names.insert(0, "HOME")
     return names

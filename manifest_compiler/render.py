@@ -15,12 +15,11 @@ import re
 import shlex
 import typing as t
 
-from .plan import JobPlan
+from .plan import VARIABLE, JobPlan
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 PLAN_TASKS_SHOWN = 20
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _DQ_SPECIAL = re.compile(r'([\\"$`])')
 
 
@@ -33,7 +32,7 @@ def shell_path(path: str) -> str:
     if path == "~" or path.startswith("~/"):
         path = "${HOME}" + path[1:]
     out, pos = [], 0
-    for m in _VAR.finditer(path):
+    for m in VARIABLE.finditer(path):
         out.append(_DQ_SPECIAL.sub(r"\\\1", path[pos : m.start()]))
         out.append("${" + (m.group(1) or m.group(2)) + "}")
         pos = m.end()
