@@ -286,6 +286,15 @@ def expected_directives(doc: dict[str, t.Any], ntasks: int, time: str, mem: str)
     return out
 
 
+def _container_options(draw: st.DrawFn, container: dict[str, t.Any]) -> None:
+    """The container fields every strategy may set or leave to their defaults."""
+    _optional(draw, container, "runtime", st.sampled_from(["auto", "apptainer", "singularity"]))
+    _optional(draw, container, "entry", st.sampled_from(["run", "exec"]))
+    _optional(draw, container, "gpu", st.sampled_from(["auto", "nvidia", "rocm", "none"]))
+    for key in ("stage_image", "cleanenv", "contain", "writable_tmpfs"):
+        _optional(draw, container, key, st.booleans())
+
+
 def _optional(draw: st.DrawFn, section: dict[str, t.Any], key: str, strategy: st.SearchStrategy[t.Any]) -> None:
     if draw(st.booleans()):
         section[key] = draw(strategy)
@@ -314,11 +323,7 @@ def manifests(draw: st.DrawFn) -> Generated:
         doc["cluster"] = cluster
 
     container: dict[str, t.Any] = {"image": draw(any_path(suffix=".sif"))}
-    _optional(draw, container, "runtime", st.sampled_from(["auto", "apptainer", "singularity"]))
-    _optional(draw, container, "entry", st.sampled_from(["run", "exec"]))
-    _optional(draw, container, "gpu", st.sampled_from(["auto", "nvidia", "rocm", "none"]))
-    for key in ("stage_image", "cleanenv", "contain", "writable_tmpfs"):
-        _optional(draw, container, key, st.booleans())
+    _container_options(draw, container)
     targets: list[str] = []
     if draw(st.booleans()):
         container["workdir"] = draw(any_target())
@@ -430,11 +435,7 @@ def runnable_manifests(draw: st.DrawFn) -> Generated:
 
     image = draw(runtime_path(suffix=".sif"))
     container: dict[str, t.Any] = {"image": image}
-    _optional(draw, container, "runtime", st.sampled_from(["auto", "apptainer", "singularity"]))
-    _optional(draw, container, "entry", st.sampled_from(["run", "exec"]))
-    _optional(draw, container, "gpu", st.sampled_from(["auto", "nvidia", "rocm", "none"]))
-    for key in ("stage_image", "cleanenv", "contain", "writable_tmpfs"):
-        _optional(draw, container, key, st.booleans())
+    _container_options(draw, container)
     targets: list[str] = []
     if draw(st.booleans()):
         container["workdir"] = draw(any_target(prefix="/fzw"))

@@ -255,20 +255,7 @@ def test_hostile_mutations_of_the_examples_compile_to_the_intended_job(tmp_path:
     @given(mutant=hostile_examples())
     def one(mutant: tuple[Path, dict[str, t.Any], list[str] | None]) -> None:
         example, doc, tasks = mutant
-        path = folder / f"mutant-{example.name}"
-        raw = dump_manifest(doc)
-        path.write_bytes(raw)
-        runs = Path(tempfile.mkdtemp(dir=tmp_path))
-        try:
-            files = {str(path): raw, **{str(folder / e.name): e.read_bytes() for e in EXAMPLES}}
-            result = compile_or_refuse(path, runs, files)
-            outcomes["refused" if result is None else "compiled"] += 1
-            if result is not None:
-                batch.add(check_job(result, None))
-                if tasks is not None:
-                    assert fuzzing.decode_tasks(result.run.path) == tasks
-        finally:
-            shutil.rmtree(runs, ignore_errors=True)
+        _compile_mutant(folder / f"mutant-{example.name}", dump_manifest(doc), tmp_path, batch, outcomes, tasks)
 
     one()
     batch.check()
@@ -276,6 +263,23 @@ def test_hostile_mutations_of_the_examples_compile_to_the_intended_job(tmp_path:
     # An example with a part replaced by another valid one stays valid, unless the parts depend
     # on each other (a bind target that the extended base.yaml also binds, ...): nearly all compile.
     assert outcomes["compiled"] >= 0.9 * sum(outcomes.values()), outcomes
+
+
+def _compile_mutant(path: Path, raw: bytes, tmp_path: Path, batch: ShellcheckBatch,
+                    outcomes: collections.Counter[str], tasks: list[str] | None = None) -> None:
+    """Write a mutated example beside the others, compile it, and check the job or the refusal."""
+    path.write_bytes(raw)
+    runs = Path(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        files = {str(path): raw, **{str(path.parent / e.name): e.read_bytes() for e in EXAMPLES}}
+        result = compile_or_refuse(path, runs, files)
+        outcomes["refused" if result is None else "compiled"] += 1
+        if result is not None:
+            batch.add(check_job(result, None))
+            if tasks is not None:
+                assert fuzzing.decode_tasks(result.run.path) == tasks
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 def test_broken_mutations_of_the_examples_compile_or_fail_cleanly(tmp_path: Path) -> None:
@@ -288,17 +292,7 @@ def test_broken_mutations_of_the_examples_compile_or_fail_cleanly(tmp_path: Path
     @given(mutant=st.one_of(data_mutation(), byte_mutation()))
     def one(mutant: tuple[Path, bytes]) -> None:
         example, raw = mutant
-        path = folder / f"mutant-{example.name}"
-        path.write_bytes(raw)
-        runs = Path(tempfile.mkdtemp(dir=tmp_path))
-        try:
-            files = {str(path): raw, **{str(folder / e.name): e.read_bytes() for e in EXAMPLES}}
-            result = compile_or_refuse(path, runs, files)
-            outcomes["refused" if result is None else "compiled"] += 1
-            if result is not None:
-                batch.add(check_job(result, None))
-        finally:
-            shutil.rmtree(runs, ignore_errors=True)
+        _compile_mutant(folder / f"mutant-{example.name}", raw, tmp_path, batch, outcomes)
 
     one()
     batch.check()
