@@ -55,7 +55,7 @@ DOUBLES = ROOT / "tests" / "doubles"
 SLURM_DEV = ROOT / "scripts" / "slurm-dev.sh"
 sys.path.insert(0, str(DOUBLES))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from cluster import free_port_base  # noqa: E402
+from cluster import free_port_base, parse_exports  # noqa: E402
 from make_test_image import make_image  # noqa: E402
 
 STAMP = "printf '%s\\n' \"$EPOCHREALTIME\" > "  # + target file
@@ -363,13 +363,7 @@ def slurm_env(directory: Path) -> dict[str, str]:
     out = subprocess.run(
         ["bash", str(SLURM_DEV), "env", "--dir", str(directory)], capture_output=True, text=True, check=True
     ).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
-            k, v = parts[1].split("=", 1)
-            env[k] = v
-    return env
+    return parse_exports(out)
 
 
 def wait_file(path: Path, timeout: float = 60) -> None:

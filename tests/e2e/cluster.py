@@ -98,14 +98,19 @@ def free_port_base() -> int:
     raise RuntimeError("no free port range found")
 
 
-def _parse_env(text: str) -> dict[str, str]:
-    env = dict(os.environ)
+def parse_exports(text: str) -> dict[str, str]:
+    """The variables of `slurm-dev.sh env` output (`export NAME=VALUE` lines)."""
+    env: dict[str, str] = {}
     for line in text.splitlines():
         parts = shlex.split(line)
         if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
             key, value = parts[1].split("=", 1)
             env[key] = value
     return env
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    return {**os.environ, **parse_exports(text)}
 
 
 def bring_up(directory: Path, *opts: str) -> Iterator[Cluster]:
