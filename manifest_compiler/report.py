@@ -65,8 +65,3 @@ REPORTER_BY_NAME: dict[str, t.Callable[[list[Problem], list[str]], None]] = {
 
 def report_problems(problems: list[Problem], *, checked: list[str], fmt: str = "text") -> None:
     REPORTER_BY_NAME[fmt](problems, checked)
-
-
-def note(message: str) -> None:
-    """A diagnostic for the user (stderr)."""
-    print(message, file=sys.stderr)

@@ -84,7 +84,3 @@ def format_mem(kib: int) -> str:
         if kib % unit == 0:
             return f"{kib // unit}{_MEM_UNITS[power]}"
     raise AssertionError("unreachable: K always divides")  # pragma: no cover
-
-
-def mem_mib(kib: int) -> float:
-    return kib / 1024
