@@ -380,6 +380,11 @@ while :; do sleep 0.05 & wait $!; done
 """
 
 
+def trap_command(image: Path, out: Path, signal_name: str) -> list[str]:
+    """The double running TRAP_SCRIPT, which waits for `signal_name` and records it in /out/got."""
+    return [str(DOUBLE), "exec", "--bind", f"{out}:/out", str(image), "bash", "-c", TRAP_SCRIPT, "bash", signal_name]
+
+
 @pytest.mark.parametrize(
     "sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name
 )
@@ -387,19 +392,7 @@ def test_signal_to_double_reaches_command(
     image: Path, out: Path, host_env: dict[str, str], sig: signal.Signals
 ) -> None:
     name = sig.name.removeprefix("SIG")
-    cmd = [
-        str(DOUBLE),
-        "exec",
-        "--bind",
-        f"{out}:/out",
-        str(image),
-        "bash",
-        "-c",
-        TRAP_SCRIPT,
-        "bash",
-        name,
-    ]
-    with subprocess.Popen(cmd, env=host_env, cwd=out) as proc:
+    with subprocess.Popen(trap_command(image, out, name), env=host_env, cwd=out) as proc:
         try:
             wait_for(out / "ready")
             proc.send_signal(sig)
@@ -413,19 +406,7 @@ def test_signal_to_whole_process_group_does_not_kill_command(
     image: Path, out: Path, host_env: dict[str, str]
 ) -> None:
     """Like SLURM signalling every process of the step: bwrap must not die first."""
-    cmd = [
-        str(DOUBLE),
-        "exec",
-        "--bind",
-        f"{out}:/out",
-        str(image),
-        "bash",
-        "-c",
-        TRAP_SCRIPT,
-        "bash",
-        "TERM",
-    ]
-    with subprocess.Popen(cmd, env=host_env, cwd=out, start_new_session=True) as proc:
+    with subprocess.Popen(trap_command(image, out, "TERM"), env=host_env, cwd=out, start_new_session=True) as proc:
         try:
             wait_for(out / "ready")
             os.killpg(proc.pid, signal.SIGTERM)
