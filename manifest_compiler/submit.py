@@ -44,7 +44,7 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False
     if not os.path.isfile(image):
         raise OperationError(f"container image not found: {image} (container.image)")
     data = resolved.get("data")
-    if data and data["stage"] != "archive":  # archives: stage_archives checks each subset as it fingerprints it
+    if data:
         root = Path(expand(data["root"]))
         for subset in data["subsets"]:
             check_subset(root, subset)
