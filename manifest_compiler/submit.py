@@ -46,7 +46,7 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False
     data = resolved.get("data")
     if data:
         root = Path(expand(data["root"]))
-        for subset in data["subsets"]:
+        for subset in data["subsets"]:  # all of them before any archive is built: refuse without side effects
             check_subset(root, subset)
     for name, secret in resolved["secrets"].items():
         try:
