@@ -108,18 +108,20 @@ def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
     """States of every task of these jobs, and where they came from."""
     if not job_ids:
         return [], "none"
-    states = _from_sacct(job_ids)
-    if states is not None:
-        # slurmdbd learns of a job a moment after sbatch returns: ask squeue for those
-        unknown = sorted(set(job_ids) - {s.job_id for s in states})
-        return states + (_from_squeue(unknown) if unknown else []), "sacct"
-    # No accounting: the jobcomp file has finished attempts with exit codes; squeue
-    # wins where a task is still (or again, after a requeue) queued or running.
-    merged: dict[tuple[str, int | None], TaskState] = {(s.job_id, s.task): s for s in _from_jobcomp(job_ids)}
+    # The record with exit codes (sacct, else the jobcomp file) comes first. squeue fills in
+    # the tasks it lacks: slurmdbd learns of jobs and array tasks a moment late, and finished
+    # tasks stay in squeue -t all for MinJobAge. Without accounting, squeue also wins where a
+    # task is queued or running again (a requeue), as jobcomp only has finished attempts.
+    accounted = _from_sacct(job_ids)
+    source = "sacct" if accounted is not None else "squeue+jobcomp"
+    merged: dict[tuple[str, int | None], TaskState] = {
+        (s.job_id, s.task): s for s in (accounted if accounted is not None else _from_jobcomp(job_ids))
+    }
     for s in _from_squeue(job_ids):
-        if (s.job_id, s.task) not in merged or s.state in ACTIVE_STATES:
-            merged[(s.job_id, s.task)] = s
-    return list(merged.values()), "squeue+jobcomp"
+        key = (s.job_id, s.task)
+        if key not in merged or (accounted is None and s.state in ACTIVE_STATES):
+            merged[key] = s
+    return list(merged.values()), source
 
 
 def read_submissions(run: Path) -> list[dict[str, t.Any]]:

@@ -98,6 +98,9 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     run_dir, job, proc = project.submit(manifest)
     assert "built archive" in proc.stderr
     project.cluster.wait_gone(job, timeout=90)
+    # at once, before slurmdbd has recorded every task: runs still accounts for all three
+    early = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
+    assert sum(early[0]["submissions"][0]["states"].values()) == 3, early
 
     windows = []
     for i in range(3):
