@@ -56,6 +56,7 @@ class JobPlan:
     directives: list[tuple[str, str | None]]  # (long option, value or None for a flag)
     log_path: str  # symbolic, with SLURM's %A/%a/%j patterns
     log_in_script: bool  # no variables in log_path: #SBATCH --output can carry it
+    log_dir: str  # outputs.logs as written (symbolic); a later chunk's tasks log there themselves
     tasks: list[str]
     array: str | None  # --array value, None for a single task
     local_root: str  # local_tmp (symbolic)
@@ -190,6 +191,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         directives=directives,
         log_path=log_path,
         log_in_script=log_in_script,
+        log_dir=resolved["outputs"]["logs"].rstrip("/") or "/",
         tasks=tasks,
         array=array,
         local_root=local_root,
