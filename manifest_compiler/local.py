@@ -33,6 +33,9 @@ def run_task_locally(run_dir: Path, task: int) -> int:
     ntasks = len(resolved["run"]["tasks"])
     if not 0 <= task < ntasks:
         raise UsageError(f"{run_dir} has tasks 0 to {ntasks - 1}; there is no task {task}")
+    launcher = resolved["run"].get("launcher", "single")
+    if launcher != "single":
+        raise UsageError(f"{run_dir} uses launcher {launcher}, which needs a SLURM allocation (srun); exec runs launcher single only")
     env = dict(os.environ)
     for archive in stage_archives(resolved):
         env[f"MCOMPILE_ARCHIVE_{archive.index}"] = archive.fingerprint

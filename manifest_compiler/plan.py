@@ -77,6 +77,15 @@ class JobPlan:
     required_vars: list[tuple[str, str]]  # (variable, manifest field that uses it)
     core_hours: float
     gpu_hours: float
+    launcher: t.Literal["single", "srun", "torchrun"]
+    processes_per_node: int  # processes each node runs (SLURM tasks, or torchrun's --nproc-per-node)
+    world_size: int  # processes of one task, all nodes together
+    requeue: dict[str, int] | None  # {"before_end": seconds, "max_restarts": n}
+
+    @property
+    def distributed(self) -> bool:
+        """The job starts its containers with srun on every node of the allocation."""
+        return self.launcher != "single"
 
 
 def archive_dir(resolved: dict[str, t.Any]) -> str:
@@ -133,6 +142,11 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         directives.append(("gres", gres))
     if array:
         directives.append(("array", array))
+    requeue = res["requeue"]
+    if requeue:
+        directives += [("signal", f"B:USR1@{requeue['before_end']}"), ("requeue", None)]
+    # a requeued job (by mcompile or by SLURM after a node failure) keeps its earlier attempts' log
+    directives.append(("open-mode", "append"))
     for key, value in cluster["sbatch_options"].items():
         directives.append((key, None if value is True else str(value)))
 
@@ -183,6 +197,9 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
     core_hours = n * res["nodes"] * res["tasks_per_node"] * res["cpus_per_task"] * hours
     gpu_hours = n * res["nodes"] * res["gpus"] * hours
 
+    launcher = resolved["run"]["launcher"]
+    per_node = resolved["run"]["processes_per_node"] if launcher == "torchrun" else res["tasks_per_node"]
+
     secrets = {k: v["file"] for k, v in resolved["secrets"].items()}
     return JobPlan(
         resolved=resolved,
@@ -212,6 +229,10 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         required_vars=_required_vars(resolved),
         core_hours=core_hours,
         gpu_hours=gpu_hours,
+        launcher=launcher,
+        processes_per_node=per_node,
+        world_size=res["nodes"] * per_node,
+        requeue=requeue,
     )
 
 

@@ -84,6 +84,7 @@ def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
         "gpus": gpus,
         "gpu_type": res.get("gpu_type"),
         "max_parallel": res.get("max_parallel"),
+        "requeue": _resolve_requeue(res.get("requeue")),
     }
 
     c = data["container"]
@@ -110,6 +111,10 @@ def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
             "stage": d.get("stage", "archive"),
         }
 
+    run = _resolve_run(data["run"])
+    run["launcher"] = data["run"].get("launcher", "single")
+    run["processes_per_node"] = (data["run"].get("processes_per_node") or max(gpus, 1)) if run["launcher"] == "torchrun" else None
+
     outputs = data.get("outputs") or {}
     return {
         "version": data["version"],
@@ -120,13 +125,24 @@ def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
         "container": container,
         "data": data_out,
         "resources": resources,
-        "run": _resolve_run(data["run"]),
+        "run": run,
         "env": {k: scalar_text(v) for k, v in (data.get("env") or {}).items()},
         "secrets": {k: {"file": v["file"]} for k, v in (data.get("secrets") or {}).items()},
         "outputs": {
             "dir": outputs.get("dir", _join(scratch, project, name)),
             "logs": outputs.get("logs", _join(scratch, project, "hpc_outputs")),
         },
+    }
+
+
+def _resolve_requeue(requeue: dict[str, t.Any] | None) -> dict[str, int] | None:
+    """before_end in seconds (SLURM's --signal unit); None: no requeue."""
+    if requeue is None:
+        return None
+    before = requeue.get("before_end", "5m")
+    return {
+        "before_end": parse_time(before) if isinstance(before, str) else int(before) * 60,
+        "max_restarts": requeue.get("max_restarts", 3),
     }
 
 

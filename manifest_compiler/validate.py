@@ -39,6 +39,10 @@ SYSTEM_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin",
 OWN_TARGETS = ("/scratch_storage", "/db", "/tmp")
 
 RESERVED_ENV_PREFIXES = ("SLURM_", "MCOMPILE_", "APPTAINER", "SINGULARITY")
+# Set by the job for every process when run.launcher is srun or torchrun.
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+# SLURM's --signal=B:SIG@TIME takes at most 65535 seconds.
+MAX_SIGNAL_SECONDS = 65535
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -328,6 +332,8 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     out += _check_bind_sources(loaded, data)
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
+    out += _check_launcher(loaded, data, refused)
+    out += _check_requeue(loaded, resources, refused)
     return out
 
 
@@ -466,3 +472,73 @@ def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Pro
         if name in env:
             out.append(loaded.problem(("secrets", name), f"{name!r} is both in env and in secrets", key=True))
     return out
+
+
+def _count(value: object, default: int) -> int | None:
+    """An integer field's value, its default when absent, None when the schema refused it."""
+    if value is None:
+        return default
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set[str]) -> list[Problem]:
+    """How a task starts its processes must fit the resources it asks for."""
+    run, res = _mapping(data.get("run")), _mapping(data.get("resources"))
+    if "run.launcher" in refused:
+        return []
+
+    def count(key: str, default: int) -> int | None:
+        return None if f"resources.{key}" in refused else _count(res.get(key), default)
+
+    launcher = run.get("launcher", "single")
+    nodes, per_node, gpus = count("nodes", 1), count("tasks_per_node", 1), count("gpus", 0)
+    processes = None if "run.processes_per_node" in refused else _count(run.get("processes_per_node"), 0) or None
+    out: list[Problem] = []
+    both = "run.launcher: srun (one container per SLURM task: Lightning, DDP) or torchrun (one container per node)"
+    if launcher == "single":
+        if nodes is not None and nodes > 1:
+            out.append(loaded.problem(("resources", "nodes"), f"{nodes} nodes need {both}; the default launcher, single, starts the container once, on the first node"))
+        if per_node is not None and per_node > 1:
+            out.append(loaded.problem(("resources", "tasks_per_node"), f"{per_node} tasks per node need {both}; the default launcher, single, starts the container once"))
+    if processes is not None and launcher != "torchrun":
+        out.append(loaded.problem(("run", "processes_per_node"), f"processes_per_node applies to launcher: torchrun only (the launcher is {launcher})"))
+    if launcher == "torchrun":
+        if per_node is not None and per_node > 1:
+            out.append(loaded.problem(("resources", "tasks_per_node"), "torchrun starts its own processes on each node: keep tasks_per_node at 1 and set run.processes_per_node"))
+        if isinstance(processes, int) and gpus and processes != gpus:
+            out.append(loaded.problem(("run", "processes_per_node"), f"{processes} processes per node with {gpus} GPUs per node: torchrun jobs usually run one process per GPU", level="warning"))
+    if launcher == "srun" and gpus and per_node:
+        if gpus % per_node:
+            out.append(loaded.problem(("resources", "tasks_per_node"), f"{gpus} GPUs per node cannot be shared evenly by {per_node} tasks per node"))
+        elif gpus != per_node:
+            out.append(loaded.problem(("resources", "tasks_per_node"), f"{per_node} tasks per node with {gpus} GPUs per node: Lightning's SLURM detection expects one task per GPU (tasks_per_node: {gpus})", level="warning"))
+    if launcher != "single" and "sweep" in run and nodes is not None and per_node is not None:
+        world = nodes * (per_node if launcher == "srun" else (processes if isinstance(processes, int) else max(gpus or 0, 1)))
+        if world > 1:
+            out.append(loaded.problem(("run", "launcher"), f"a W&B sweep cannot run {world} processes per task: each would start its own agent and take a different run; use launcher: single, one agent per task"))
+    if launcher != "single":
+        for section in ("env", "secrets"):
+            for name in _mapping(data.get(section)):
+                if name in DISTRIBUTED_ENV:
+                    out.append(loaded.problem((section, name), f"{name!r} is set by mcompile for launcher {launcher}", key=True))
+    return out
+
+
+def _check_requeue(loaded: LoadedManifest, resources: dict[str, t.Any], refused: set[str]) -> list[Problem]:
+    before = _mapping(resources.get("requeue")).get("before_end")
+    if before is None or "resources.requeue.before_end" in refused:
+        return []
+    try:
+        seconds = parse_time(before) if isinstance(before, str) else int(before) * 60
+    except ValueError as e:
+        return [loaded.problem(("resources", "requeue", "before_end"), str(e))]
+    if seconds > MAX_SIGNAL_SECONDS:
+        return [loaded.problem(("resources", "requeue", "before_end"), f"SLURM signals at most {MAX_SIGNAL_SECONDS} seconds before the end; got {seconds}")]
+    limit = resources.get("time")
+    try:
+        total = parse_time(limit) if isinstance(limit, str) else int(limit) * 60 if isinstance(limit, int) else None
+    except ValueError:
+        total = None
+    if total is not None and seconds >= total:
+        return [loaded.problem(("resources", "requeue", "before_end"), f"must be shorter than resources.time ({seconds} s is not less than {total} s)")]
+    return []

@@ -27,6 +27,8 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from manifest_compiler.load import scalar_text
+from manifest_compiler.units import parse_time
+from manifest_compiler.validate import DISTRIBUTED_ENV
 
 # --- writing manifests -----------------------------------------------------------------------
 
@@ -281,9 +283,42 @@ def expected_directives(doc: dict[str, t.Any], ntasks: int, time: str, mem: str)
         out.append(("gres", f"gpu:{res['gpu_type']}:{gpus}" if "gpu_type" in res else f"gpu:{gpus}"))
     if ntasks > 1:
         out.append(("array", f"0-{ntasks - 1}" + (f"%{res['max_parallel']}" if "max_parallel" in res else "")))
+    if "requeue" in res:
+        before = res["requeue"].get("before_end", "5m")
+        seconds = parse_time(before) if isinstance(before, str) else before * 60
+        out += [("signal", f"B:USR1@{seconds}"), ("requeue", None)]
+    out.append(("open-mode", "append"))
     for key, value in cluster.get("sbatch_options", {}).items():
         out.append((key, None if value is True else value_text(value)))
     return out
+
+
+def _launcher(draw: st.DrawFn, doc: dict[str, t.Any]) -> None:
+    """A launcher that fits the resources (the rules of run.launcher), and maybe requeue."""
+    res, run = doc["resources"], doc["run"]
+    nodes, per_node, gpus = res.get("nodes", 1), res.get("tasks_per_node", 1), res.get("gpus", 0)
+    choices = ["srun"]
+    if nodes == 1 and per_node == 1:
+        choices.append("single")
+    if per_node == 1:
+        choices.append("torchrun")
+    launcher = draw(st.sampled_from(choices))
+    if launcher == "srun" and gpus:
+        assume(gpus % per_node == 0)
+    if launcher == "torchrun" and draw(st.booleans()):
+        run["processes_per_node"] = draw(st.integers(1, 8))
+    if "sweep" in run and launcher != "single":
+        per = per_node if launcher == "srun" else run.get("processes_per_node", max(gpus, 1))
+        assume(nodes * per == 1)
+    if launcher != "single" or draw(st.booleans()):
+        run["launcher"] = launcher
+    if draw(st.booleans()):
+        requeue: dict[str, t.Any] = {}
+        limit = parse_time(res["time"]) if isinstance(res["time"], str) else res["time"] * 60
+        _optional(draw, requeue, "before_end", st.integers(1, max(1, min(1092, limit // 60 - 1))))
+        _optional(draw, requeue, "max_restarts", st.integers(0, 1000))
+        if requeue.get("before_end", 5) * 60 < limit:
+            res["requeue"] = requeue
 
 
 def _container_options(draw: st.DrawFn, container: dict[str, t.Any]) -> None:
@@ -359,8 +394,11 @@ def manifests(draw: st.DrawFn) -> Generated:
 
     run, tasks = draw(runs())
     doc["run"] = run
+    _launcher(draw, doc)
 
     env_names = draw(st.lists(ENV_NAME, max_size=4, unique=True))
+    if doc["run"].get("launcher", "single") != "single":
+        assume(not set(env_names) & set(DISTRIBUTED_ENV))
     secret_names = draw(st.lists(ENV_NAME.filter(lambda n: n not in env_names), max_size=2, unique=True))
     if env_names:
         scalar = st.one_of(hostile_text(), NUMBER_TEXT.map(Num), st.booleans())

@@ -45,7 +45,7 @@ BASE: dict[str, object] = {
 # The directives every manifest built from BASE gets, in order (no array: one task).
 BASE_DIRECTIVES = [
     "--job-name=proj-hostile", "--time=0-00:10:00", "--nodes=1", "--ntasks-per-node=1",
-    "--cpus-per-task=1", "--mem=1G",
+    "--cpus-per-task=1", "--mem=1G", "--open-mode=append",
 ]
 
 
@@ -528,7 +528,7 @@ def test_env_values_commands_and_paths_are_carried_byte_exact_and_inject_nothing
     script = (run / "job.sbatch").read_text()
 
     # exactly the intended directives, and sbatch reads each as one argument
-    expected = [*BASE_DIRECTIVES, f"--array=0-{len(COMMANDS) - 1}", "--mail-type=END"]
+    expected = [*BASE_DIRECTIVES[:-1], f"--array=0-{len(COMMANDS) - 1}", "--open-mode=append", "--mail-type=END"]
     header = header_directives(script)
     assert header == [f"#SBATCH {d}" for d in expected]
     assert [a for line in header for a in sbatch_arguments(line)] == expected
@@ -608,7 +608,7 @@ def test_log_path_in_the_script_stays_one_sbatch_argument(tmp_path: Path, logs: 
 
 
 @pytest.mark.parametrize(("field", "variable"), [
-    ("container.image", "image"),
+    ("container.image", "image_source"),
     ("cluster.local_tmp", "MCOMPILE_LOCAL"),
     ("secrets", "secret_file"),
 ])
@@ -633,7 +633,8 @@ def test_a_path_stays_one_double_quoted_word(tmp_path: Path, field: str, variabl
         return
     _, files, _, _ = build_job(str(write_manifest(tmp_path, **over)))
     script = files["job.sbatch"].decode()
-    line = next(line for line in script.splitlines() if line.startswith(f"{variable}="))
+    line = next(line for line in (ln.strip().removeprefix("local ") for ln in script.splitlines()) if line.startswith(f"{variable}="))
+    line = line.removesuffix(" secret_value")  # `local secret_file=PATH secret_value`
     word = line[len(variable) + 1:]
     assert word.startswith('"') and word.endswith('"') and len(shlex.split(word)) == 1
     home = tmp_path / "home"

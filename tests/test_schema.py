@@ -139,7 +139,9 @@ def test_contract_values() -> None:
     assert props["version"] == {"description": props["version"]["description"], "const": 1}
     assert props["container"]["required"] == ["image"]
     assert set(props["resources"]["required"]) == {"time", "mem"}
-    assert set(props["run"]["properties"]) == {"commands", "grid", "sweep"}
+    assert set(props["run"]["properties"]) == {"commands", "grid", "sweep", "launcher", "processes_per_node"}
+    assert props["run"]["properties"]["launcher"]["enum"] == ["single", "srun", "torchrun"]
+    assert set(props["resources"]["properties"]["requeue"]["properties"]) == {"before_end", "max_restarts"}
     assert props["container"]["properties"]["runtime"]["enum"] == ["auto", "apptainer", "singularity"]
     assert props["container"]["properties"]["entry"]["enum"] == ["run", "exec"]
     assert props["container"]["properties"]["gpu"]["enum"] == ["auto", "nvidia", "rocm", "none"]
