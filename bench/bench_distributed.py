@@ -10,7 +10,7 @@ the daemons by pid), one job at a time:
                      MASTER_ADDR=<NodeAddr of the first node>, MASTER_PORT=<free port>
                      srun bash -c 'RANK=$SLURM_PROCID ... exec "$@"' python3 rendezvous.py --stamp
                    for N x T = 2 nodes x 2 tasks and 1 node x 2 tasks
-  mcompile         a manifest with `run.launcher: srun` (nodes: 2, tasks_per_node: 2) whose
+  mcompile         manifests with `run.launcher: srun` (nodes: 2 and 1, tasks_per_node: 2) whose
                    command is the same rendezvous program (in the test image as
                    /opt/bench/rendezvous.py), compiled and submitted with
                    `python3 -m manifest_compiler compile M --runs R --submit`, with the
@@ -76,12 +76,12 @@ srun bash -c 'RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID NODE_RANK=$SLURM_NODE
 
 MANIFEST = """\
 version: 1
-name: benchdist
+name: benchdist{nodes}
 project: bench
 container:
   image: $SCRATCH/containers/bench.sif
   stage_image: false
-resources: {time: 5m, mem: 512M, nodes: 2, tasks_per_node: 2}
+resources: {{time: 5m, mem: 512M, nodes: {nodes}, tasks_per_node: 2}}
 run:
   launcher: srun
   commands:
@@ -237,12 +237,14 @@ def main() -> None:
             "baseline 1 node x 2 tasks": lambda: bench.baseline(1, 2),
         }
         if not args.no_mcompile:
-            manifest = args.manifest
-            if manifest is None:
-                manifest = work / "benchdist.yaml"
-                manifest.write_text(MANIFEST)
-            if bench.mcompile_ok(manifest):
-                cases["mcompile srun launcher"] = lambda: bench.mcompile(manifest)
+            manifests = {"mcompile srun launcher": args.manifest}
+            if args.manifest is None:
+                manifests = {"mcompile srun launcher": work / "benchdist2.yaml", "mcompile srun 1 node x 2": work / "benchdist1.yaml"}
+                for nodes, path in zip((2, 1), manifests.values()):
+                    path.write_text(MANIFEST.format(nodes=nodes))
+            for case, manifest in manifests.items():
+                if bench.mcompile_ok(manifest):
+                    cases[case] = lambda m=manifest: bench.mcompile(m)
         names = list(cases)
         bench.baseline(1, 1)  # warm-up: first job on a fresh cluster, page cache; not counted
         results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
@@ -263,11 +265,12 @@ def main() -> None:
         for name in names:
             med = statistics.median(r["start->all running"] for r in results[name])
             print(f"  {name:<30} {med / base:6.2f}x")
-        if "mcompile srun launcher" in results:
-            # same reference on both sides: the log file's birth time
-            b = statistics.median(r["log btime->all running"] for r in results[names[0]])
-            m = statistics.median(r["start->all running"] for r in results["mcompile srun launcher"])
-            print(f"  mcompile vs baseline 2x2, both from the log's birth time: {m / b:6.2f}x ({ms(m).strip()} / {ms(b).strip()} ms)")
+        # same reference on both sides: the log file's birth time
+        for case, baseline in (("mcompile srun launcher", names[0]), ("mcompile srun 1 node x 2", names[1])):
+            if case in results:
+                b = statistics.median(r["log btime->all running"] for r in results[baseline])
+                m = statistics.median(r["start->all running"] for r in results[case])
+                print(f"  {case} vs {baseline}, both from the log's birth time: {m / b:6.2f}x ({ms(m).strip()} / {ms(b).strip()} ms)")
         load = os.getloadavg()
         print(f"\nload average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     finally:
