@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
+from test_requeue import COUNTER, signal_when_counting
 from test_submit import Project
 
 pytestmark = pytest.mark.slurm
@@ -32,6 +33,7 @@ class DistributedProject(Project):
         make_image(self.scratch / "containers" / "app.sif", {
             "opt/app/rendezvous.py": (ROOT / "tests" / "programs" / "rendezvous.py").read_bytes(),
             "usr/local/bin/torchrun": (ROOT / "tests" / "doubles" / "torchrun").read_bytes(),
+            "opt/app/counter.py": COUNTER,
         })
         self.local = root / "nodelocal"
 
@@ -153,3 +155,19 @@ def test_the_rank_step_is_allocated_cpus_per_task(tmp_path: Path, dbd_cluster: C
     # step 0 prepares the node, step 1 runs the ranks, step 2 cleans up
     assert steps[f"{job}.1"][1] == "bash" and steps[f"{job}.1"][2] == "2", rows
     assert steps[f"{job}.1"][3] == "COMPLETED", rows
+
+
+def test_every_rank_gets_the_time_limit_signal_and_the_task_is_requeued(project: DistributedProject) -> None:
+    manifest = project.distributed("rq", {"launcher": "srun", "commands": ["python3 /opt/app/counter.py 40"]},
+                                   nodes=2, requeue={"max_restarts": 1})
+    _, job, _ = project.submit(manifest)
+    out = project.outputs("rq", job, 0)
+    signal_when_counting(project, job, out / "checkpoint-0", 5)
+    project.cluster.wait_gone(job, timeout=120)
+    log = _log(project, "rq", job)
+    for rank in (0, 1):
+        attempts = (out / f"attempts-{rank}").read_text().splitlines()
+        assert len(attempts) == 2 and attempts[0] == "restart=0 from=0" and attempts[1].startswith("restart=1 "), (attempts, log)
+        assert (out / f"done-{rank}").read_text() == "40"
+        assert f"counter-{rank}: stopped by SIGUSR1" in log
+    assert "requeueing it (restart 1 of 1)" in log and log.rstrip().endswith("exited with status 0"), log

@@ -26,9 +26,10 @@ from make_test_image import make_image  # noqa: E402
 COUNTER = """\
 import os, pathlib, signal, sys, time
 out = pathlib.Path("/scratch_storage")
-checkpoint = out / "checkpoint"
+rank = "-" + os.environ["RANK"] if "RANK" in os.environ else ""  # one set of files per rank
+checkpoint = out / f"checkpoint{rank}"
 count = int(checkpoint.read_text()) if checkpoint.exists() else 0
-with open(out / "attempts", "a") as f:
+with open(out / f"attempts{rank}", "a") as f:
     f.write(f"restart={os.environ.get('MCOMPILE_RESTART')} from={count}\\n")
 stop = []
 signal.signal(signal.SIGUSR1, lambda *_: stop.append(1))
@@ -36,13 +37,13 @@ target = int(sys.argv[1])
 while count < target and not stop:
     time.sleep(0.1)
     count += 1
-    (out / "checkpoint.tmp").write_text(str(count))
-    (out / "checkpoint.tmp").replace(checkpoint)
+    (out / f"checkpoint{rank}.tmp").write_text(str(count))
+    (out / f"checkpoint{rank}.tmp").replace(checkpoint)
 if stop:
-    print(f"counter: stopped by SIGUSR1 at {count}", flush=True)
+    print(f"counter{rank}: stopped by SIGUSR1 at {count}", flush=True)
     sys.exit(0)
-(out / "done").write_text(str(count))
-print(f"counter: done at {count}", flush=True)
+(out / f"done{rank}").write_text(str(count))
+print(f"counter{rank}: done at {count}", flush=True)
 """
 
 
@@ -62,15 +63,16 @@ def _wait_for(predicate, what: str, timeout: float = 60) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _checkpoint(out: Path) -> int:
+def _count(checkpoint: Path) -> int:
     try:
-        return int((out / "checkpoint").read_text())
+        return int(checkpoint.read_text())
     except (OSError, ValueError):
         return 0
 
 
-def _signal_when_counting(project: Project, job: str, out: Path, above: int) -> None:
-    _wait_for(lambda: _checkpoint(out) > above, f"job {job} to count past {above}")
+def signal_when_counting(project: Project, job: str, checkpoint: Path, above: int) -> None:
+    """Send the job script SIGUSR1 once the counter's checkpoint is past `above`."""
+    _wait_for(lambda: _count(checkpoint) > above, f"job {job} to count past {above}")
     project.cluster.run("scancel", "--batch", "--signal=USR1", job)
 
 
@@ -80,7 +82,7 @@ def test_a_signalled_task_is_requeued_and_resumes_from_its_checkpoint(project: P
     run_dir, job, _ = project.submit(manifest)
     assert "#SBATCH --signal=B:USR1@120" in (run_dir / "job.sbatch").read_text()
     out = project.outputs("count", job, 0)
-    _signal_when_counting(project, job, out, 5)
+    signal_when_counting(project, job, out / "checkpoint", 5)
     project.cluster.wait_gone(job, timeout=120)
 
     attempts = (out / "attempts").read_text().splitlines()
@@ -102,7 +104,7 @@ def test_without_restarts_left_the_task_is_not_requeued_and_fails(project: Proje
                                 resources={"time": "10m", "mem": "256M", "requeue": {"max_restarts": 0}})
     _, job, _ = project.submit(manifest)
     out = project.outputs("norq", job, 0)
-    _signal_when_counting(project, job, out, 3)
+    signal_when_counting(project, job, out / "checkpoint", 3)
     project.cluster.wait_gone(job, timeout=60)
     assert (out / "attempts").read_text().splitlines() == ["restart=0 from=0"]
     assert not (out / "done").exists()
