@@ -91,7 +91,7 @@ def test_a_run_past_max_array_size_is_three_chained_arrays_and_a_rerun_lands_in_
         assert f"mcompile: task {task} exited with status 0" in (logs / f"chunked_{job}_{task}.out").read_text()
     assert len(list(outputs.iterdir())) == 25, "every task ran exactly once"
     windows.sort()
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:])), windows
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:], strict=False)), windows
     for job in jobs[1:]:  # SLURM's own messages of a later chunk: one file per array
         assert (logs / f"chunked_{job}_slurm.out").exists()
     assert not list(logs.glob(f"chunked_{jobs[1]}_0.out")), "a later chunk logs by run-wide task numbers"
