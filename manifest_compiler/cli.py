@@ -222,8 +222,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     runs = describe_runs(args.runs or _runs_default(), args.name)
     if args.format == "json":
-        json.dump(tasks_json(runs[0]) if args.name else runs_json(runs), sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        # one write: json.dump would write each of the (many) small pieces of an indented document
+        sys.stdout.write(json.dumps(tasks_json(runs[0]) if args.name else runs_json(runs), indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(format_runs(runs, detail=bool(args.name)))
     return EXIT_OK

@@ -204,8 +204,10 @@ exec {real} "$@"
     outputs = project.scratch / "proj" / "partial"
     assert sorted(int(p.name.split("_")[1]) for p in outputs.iterdir()) == list(range(25)), "no task queued twice"
 
-    # the submission is complete now: a further --submit is a whole new one
+    # the submission is complete now: a further --submit is a whole new one (cancelled at once: only its record matters)
     whole = _compile(project, manifest, "--submit")
     assert whole.returncode == 0 and len(whole.stdout.split()) == 4 and "queuing only" not in whole.stderr
+    project.cluster.run("scancel", *whole.stdout.split()[1:])
+    assert [r["tasks"] for r in _records(run_dir)[3:]] == ["0-8", "9-17", "18-24"]
     for job in whole.stdout.split()[1:]:
         project.cluster.wait_gone(job, timeout=90)
