@@ -458,7 +458,7 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
         lines.append(f"{r['name']}/{r['hash']}  {r['tasks']} task{'s' if r['tasks'] != 1 else ''}  {r['run']}")
         if not r["submissions"]:
             lines.append("  not submitted")
-        for s in r["submissions"]:
+        for n_sub, s in enumerate(r["submissions"], 1):
             states = ", ".join(f"{n} {state}" for state, n in sorted(s["states"].items())) or "no state known yet"
             what = "" if s["kind"] == "submit" else f" ({s['kind']} of tasks {s['planned']})"
             if len(s["jobs"]) == 1:
@@ -470,7 +470,8 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
                 task = "" if f["task"] is None else f" task {f['task']}"
                 lines.append(f"    {f['state']}{task} exit code {f['exit_code'] or '?'}")
             if s["not_queued"]:
-                lines.append(f"    NOT QUEUED: tasks {s['not_queued']} (queue them with --submit again, or rerun --tasks {s['not_queued']})")
+                hint = f" (the same --submit again queues only these, as does rerun --tasks {s['not_queued']})" if n_sub == len(r["submissions"]) else ""
+                lines.append(f"    NOT QUEUED: tasks {s['not_queued']}{hint}")
             if s["log"]:
                 lines.append(f"    logs: {s['log'].replace('%a', '<task>')}")
         if r["submissions"]:

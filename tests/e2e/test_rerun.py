@@ -188,6 +188,8 @@ exec {real} "$@"
     tasks = _tasks(project, "partial", settled=set(range(9)))
     assert [t["state"] for t in tasks] == ["COMPLETED"] * 9 + ["NOT_QUEUED"] * 16
     assert all(t["job_id"] is None and t["attempts"] == 0 for t in tasks[9:])
+    text = project.mcompile("runs", "partial", "--runs", str(project.runs)).stdout
+    assert "NOT QUEUED: tasks 9-24 (the same --submit again queues only these" in text and "NOT_QUEUED: tasks 9-24" in text
 
     rest = _compile(project, manifest, "--submit")
     assert rest.returncode == 0, rest.stderr
