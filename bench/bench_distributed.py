@@ -240,7 +240,7 @@ def main() -> None:
             manifests = {"mcompile srun launcher": args.manifest}
             if args.manifest is None:
                 manifests = {"mcompile srun launcher": work / "benchdist2.yaml", "mcompile srun 1 node x 2": work / "benchdist1.yaml"}
-                for nodes, path in zip((2, 1), manifests.values()):
+                for nodes, path in zip((2, 1), manifests.values(), strict=True):
                     path.write_text(MANIFEST.format(nodes=nodes))
             for case, manifest in manifests.items():
                 if bench.mcompile_ok(manifest):

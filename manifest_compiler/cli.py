@@ -17,7 +17,7 @@ from .errors import ManifestError, McompileError, UsageError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "diff", "exec")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,10 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="build or reuse the data archives of a manifest (stage: archive)")
     p.add_argument("file", metavar="FILE")
 
-    p = sub.add_parser("runs", help="list compiled runs and their submissions")
-    p.add_argument("name", nargs="?", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (default: every run)")
+    p = sub.add_parser("runs", help="list compiled runs, their submissions and the state of every task")
+    p.add_argument("name", nargs="?", metavar="RUN",
+                   help="one run: a run directory, NAME/HASH12 or NAME (its newest run); default: every run")
     p.add_argument("--runs", default=None, metavar="DIR")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: with RUN, one object per task; without, every run and its submissions")
+
+    p = sub.add_parser("rerun", help="submit some tasks of a compiled run again (same job directory, no recompile)")
+    p.add_argument("run", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (its newest run)")
+    p.add_argument("--failed", action="store_true",
+                   help="the tasks whose latest attempt failed, timed out, ran out of memory, was cancelled, or that never ran")
+    p.add_argument("--tasks", default=None, metavar="LIST", help="these tasks (e.g. 3,7-9); with --failed: the failed ones among them")
+    p.add_argument("--runs", default=None, metavar="DIR")
+    p.add_argument("--strict", action="store_true", help="refuse (not only warn) when a secret file is readable by others")
 
     p = sub.add_parser("exec", help="run one task of a compiled run on this machine, with its job.sbatch")
     p.add_argument("run", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (its newest run)")
@@ -208,15 +218,22 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     import json
 
-    from .runs import describe_runs, format_runs
+    from .runs import describe_runs, format_runs, runs_json, tasks_json
 
     runs = describe_runs(args.runs or _runs_default(), args.name)
     if args.format == "json":
-        json.dump(runs, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        # one write: json.dump would write each of the (many) small pieces of an indented document
+        sys.stdout.write(json.dumps(tasks_json(runs[0]) if args.name else runs_json(runs), indent=2, sort_keys=True) + "\n")
     else:
-        sys.stdout.write(format_runs(runs))
+        sys.stdout.write(format_runs(runs, detail=bool(args.name)))
     return EXIT_OK
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .runs import find_run
+    from .submit import rerun
+
+    return rerun(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, failed=args.failed, strict=args.strict)
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
@@ -243,6 +260,7 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "schema": _cmd_schema,
     "stage": _cmd_stage,
     "runs": _cmd_runs,
+    "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,
 }

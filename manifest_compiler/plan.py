@@ -57,6 +57,7 @@ class JobPlan:
     log_path: str  # symbolic, with SLURM's %A/%a/%j patterns
     log_in_script: bool  # no variables in log_path: #SBATCH --output can carry it
     log_dir: str  # outputs.logs as written (symbolic); a later chunk's tasks log there themselves
+    log_vars: list[str]  # the variables log_dir uses (checked by the job only where it needs them)
     tasks: list[str]
     array: str | None  # --array value, None for a single task
     local_root: str  # local_tmp (symbolic)
@@ -209,6 +210,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         log_path=log_path,
         log_in_script=log_in_script,
         log_dir=resolved["outputs"]["logs"].rstrip("/") or "/",
+        log_vars=[v for v in dict.fromkeys(path_vars(resolved["outputs"]["logs"])) if v not in _INTERNAL_VARS or v == "HOME"],
         tasks=tasks,
         array=array,
         local_root=local_root,

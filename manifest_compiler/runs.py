@@ -1,29 +1,112 @@
 """Runs: compiled runs, their submissions and the SLURM state of every task.
 
-States come from one accounting query for all submissions shown: `sacct` when
-accounting answers; otherwise `squeue -t all` (queued, running and recently
-finished jobs) completed by the jobcomp file (`JobCompType=jobcomp/filetxt`).
+A submission (`--submit` or `rerun`) is one or more sbatch calls ("chunks": a run past
+the cluster's MaxArraySize is split into arrays of at most MaxArraySize - 1 tasks), one
+line each in submissions.jsonl, sharing a `submission` key. Task numbers here are the
+run's own (a chunk's array index plus its `offset`).
+
+States come from one accounting query for all submissions shown: `sacct --duplicates`
+when accounting answers (so a requeued task shows each start); otherwise the jobcomp file
+(`JobCompType=jobcomp/filetxt`). `squeue -t all` fills in what the record lacks (queued
+and running tasks, and finished ones slurmdbd has not recorded yet).
+
+A task's state is that of its latest attempt, over every submission of the run in order;
+`NOT_QUEUED` when its latest submission planned it but never queued it (sbatch refused a
+later chunk), `NOT_SUBMITTED` when no submission ever named it. Its attempts are the number
+of times it was started, requeues included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import subprocess
 import typing as t
+from collections.abc import Iterable
 from pathlib import Path
 
+from .errors import UsageError
 from .write import read_resolved, select_runs
 
 
 @dataclasses.dataclass
 class TaskState:
-    job_id: str  # the array's job id
-    task: int | None  # None: a single job, or a pending range not yet split
-    state: str
-    exit_code: str = ""
+    """What accounting knows of one array index of one job (all its attempts)."""
 
+    job_id: str  # the array's job id
+    task: int | None  # the raw array index; None: a single job
+    state: str  # of the latest attempt
+    exit_code: str = ""
+    attempts: int = 1  # times started (requeues included)
+
+
+ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT"})
+# A task whose latest attempt ended so is rerun by `rerun --failed` (as are tasks that never ran).
+FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
+NOT_QUEUED = "NOT_QUEUED"  # planned by its latest submission, never queued (sbatch refused its chunk)
+NOT_SUBMITTED = "NOT_SUBMITTED"  # no submission ever named it
+UNKNOWN = "UNKNOWN"  # queued, but neither accounting nor squeue knows it (any more)
+# squeue shows a pending time as "start"; a requeued task's earlier start is in the record already
+_NOT_STARTED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
+_NO_ID = "4294967294"  # SLURM's NO_VAL for a job that is not an array task
+
+
+# --- task lists ---------------------------------------------------------------------------
+
+_SPEC_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_task_spec(spec: str, ntasks: int, *, what: str = "--tasks") -> list[int]:
+    """`3,7-9` -> [3, 7, 8, 9] (sorted, without duplicates), every number a task of the run.
+
+    Raises:
+        UsageError: not a list of numbers and ranges, or a number outside 0..ntasks-1.
+    """
+    tasks: set[int] = set()
+    for item in spec.split(","):
+        m = _SPEC_ITEM.match(item.strip())
+        if not m:
+            raise UsageError(f"mcompile: {what} {spec!r}: {item.strip()!r} is not a task number or range (e.g. 3,7-9)")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) is not None else first
+        if last < first:
+            raise UsageError(f"mcompile: {what} {spec!r}: the range {item.strip()} runs backwards")
+        if last >= ntasks:
+            have = "task 0" if ntasks == 1 else f"tasks 0-{ntasks - 1}"
+            raise UsageError(f"mcompile: {what} {spec!r}: there is no task {max(first, ntasks)}; this run has {have}")
+        tasks.update(range(first, last + 1))
+    return sorted(tasks)
+
+
+def format_task_spec(tasks: Iterable[int]) -> str:
+    """[3, 7, 8, 9] -> `3,7-9` (the form sbatch --array takes); "" for none."""
+    parts: list[str] = []
+    ordered = sorted(set(tasks))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _expand_spec(spec: str) -> list[int]:
+    """A recorded task list or a SLURM index list (`0-8`, `3,7-9`, `0-24:2`, `[1-4%2]`)."""
+    out: list[int] = []
+    for item in spec.strip("[]").split("%")[0].split(","):
+        m = re.match(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", item.strip())
+        if m:
+            first = int(m.group(1))
+            last = int(m.group(2)) if m.group(2) else first
+            out.extend(range(first, last + 1, int(m.group(3) or 1)))
+    return out
+
+
+# --- the cluster ----------------------------------------------------------------------------
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
     try:
@@ -32,56 +115,70 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT"})
+@functools.lru_cache(maxsize=1)
+def slurm_config() -> dict[str, str] | None:
+    """`scontrol show config` as a dict; None when SLURM cannot be asked."""
+    proc = _run(["scontrol", "show", "config"])
+    if proc is None or proc.returncode != 0:
+        return None
+    return dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", proc.stdout, re.M))
+
 
 _TASK_ID = re.compile(r"^(\d+)(?:_(\d+|\[[^\]]*\]))?$")
 
 
-def _parse_id(raw: str) -> tuple[str, int | None, str | None]:
+def _parse_id(raw: str) -> tuple[str, list[int | None]]:
+    """`123_4` -> (123, [4]); `123_[5-7%1]` (a pending range) -> (123, [5, 6, 7]); `123` -> (123, [None])."""
     m = _TASK_ID.match(raw)
     if not m:
-        return raw, None, None
+        return raw, [None]
     job, task = m.group(1), m.group(2)
     if task is None:
-        return job, None, None
+        return job, [None]
     if task.startswith("["):
-        return job, None, task
-    return job, int(task), None
+        return job, list(_expand_spec(task))
+    return job, [int(task)]
+
+
+def _started(start: str) -> bool:
+    return start not in ("", "Unknown", "None", "N/A", "0")
 
 
 def _from_sacct(job_ids: list[str]) -> list[TaskState] | None:
-    proc = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode"])
+    # --duplicates: every attempt of a requeued task, oldest first
+    proc = _run(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,Start"])
     if proc is None or proc.returncode != 0:
         return None
-    out = []
+    merged: dict[tuple[str, int | None], TaskState] = {}
     for line in proc.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) < 3:
+        if len(parts) < 4:
             continue
-        job, task, pending = _parse_id(parts[0])
-        state = parts[1].split()[0] if parts[1] else "UNKNOWN"
-        out.append(TaskState(job, task, state if not pending else f"{state} {pending}", parts[2]))
-    return out
+        job, tasks = _parse_id(parts[0])
+        state = parts[1].split()[0] if parts[1] else UNKNOWN
+        started = 1 if _started(parts[3]) and state != "PENDING" else 0
+        for task in tasks:
+            old = merged.get((job, task))
+            merged[(job, task)] = TaskState(job, task, state, parts[2], started + (old.attempts if old else 0))
+    return list(merged.values())
 
 
 def _from_squeue(job_ids: list[str]) -> list[TaskState]:
-    proc = _run(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i|%A|%T"])
-    out = []
+    proc = _run(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%S"])
+    out: list[TaskState] = []
     if proc is not None and proc.returncode == 0:
         for line in proc.stdout.splitlines():
             parts = line.split("|")
             if len(parts) == 3:
-                job, task, _ = _parse_id(parts[0])
-                out.append(TaskState(job, task, parts[2]))
+                job, tasks = _parse_id(parts[0])
+                started = 1 if _started(parts[2]) and parts[1] not in _NOT_STARTED else 0
+                out.extend(TaskState(job, task, parts[1], "", started) for task in tasks)
     return out
 
 
 def _jobcomp_file() -> Path | None:
-    proc = _run(["scontrol", "show", "config"])
-    if proc is None or proc.returncode != 0:
-        return None
-    conf = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", proc.stdout, re.M))
-    if conf.get("JobCompType") == "jobcomp/filetxt" and conf.get("JobCompLoc"):
+    conf = slurm_config()
+    if conf and conf.get("JobCompType") == "jobcomp/filetxt" and conf.get("JobCompLoc"):
         return Path(conf["JobCompLoc"])
     return None
 
@@ -91,37 +188,78 @@ def _from_jobcomp(job_ids: list[str]) -> list[TaskState]:
     if path is None or not path.is_file():
         return []
     wanted = set(job_ids)
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
+    merged: dict[tuple[str, int | None], TaskState] = {}
+    for line in path.read_text(errors="replace").splitlines():  # one line per ended attempt, oldest first
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
         array_job = fields.get("ArrayJobId") or ""
-        job = array_job if array_job not in ("", "0", "4294967294") else fields.get("JobId", "")
+        job = array_job if array_job not in ("", "0", _NO_ID) else fields.get("JobId", "")
         if job not in wanted:
             continue
-        task = fields.get("ArrayTaskId", "")
-        out.append(TaskState(job, int(task) if task.isdigit() and task != "4294967294" else None,
-                             fields.get("JobState", "UNKNOWN"), fields.get("ExitCode", "")))
-    return out
+        raw = fields.get("ArrayTaskId", "")
+        task = int(raw) if raw.isdigit() and raw != _NO_ID else None
+        started = 1 if _started(fields.get("StartTime", "")) else 0
+        old = merged.get((job, task))
+        merged[(job, task)] = TaskState(job, task, fields.get("JobState", UNKNOWN), fields.get("ExitCode", ""),
+                                        started + (old.attempts if old else 0))
+    return list(merged.values())
 
 
 def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
-    """States of every task of these jobs, and where they came from."""
+    """States of every task of these jobs (one accounting query for all), and where they came from."""
     if not job_ids:
         return [], "none"
-    # The record with exit codes (sacct, else the jobcomp file) comes first. squeue fills in
-    # the tasks it lacks: slurmdbd learns of jobs and array tasks a moment late, and finished
-    # tasks stay in squeue -t all for MinJobAge. Without accounting, squeue also wins where a
-    # task is queued or running again (a requeue), as jobcomp only has finished attempts.
+    # The record with exit codes (sacct, else the jobcomp file) comes first. squeue is the
+    # live view: it fills in the tasks the record lacks (slurmdbd learns of jobs and array
+    # tasks a moment late; jobcomp only has ended attempts) and wins where either side says
+    # queued or running (a task the record still shows running has ended since, or a
+    # finished attempt was requeued).
     accounted = _from_sacct(job_ids)
     source = "sacct" if accounted is not None else "squeue+jobcomp"
     merged: dict[tuple[str, int | None], TaskState] = {
         (s.job_id, s.task): s for s in (accounted if accounted is not None else _from_jobcomp(job_ids))
     }
-    for s in _from_squeue(job_ids):
-        key = (s.job_id, s.task)
-        if key not in merged or (accounted is None and s.state in ACTIVE_STATES):
-            merged[key] = s
+    for live in _from_squeue(job_ids):
+        key = (live.job_id, live.task)
+        old = merged.get(key)
+        if old is None:
+            merged[key] = live
+        elif old.state in ACTIVE_STATES and live.state not in ACTIVE_STATES:  # the record lags behind
+            merged[key] = TaskState(old.job_id, old.task, live.state, "", max(old.attempts, live.attempts, 1))
+        elif live.state in ACTIVE_STATES and old.state not in ACTIVE_STATES:  # requeued since the record
+            merged[key] = TaskState(old.job_id, old.task, live.state, "", old.attempts + live.attempts)
     return list(merged.values()), source
+
+
+# --- submissions --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Chunk:
+    """One sbatch call (one line of submissions.jsonl)."""
+
+    job_id: str
+    offset: int
+    tasks: list[int]  # the run's task numbers
+    record: dict[str, t.Any]
+
+
+@dataclasses.dataclass
+class Submission:
+    """The chunks of one `--submit` or `rerun`, in the order they were queued."""
+
+    key: str
+    kind: str
+    time: str | None
+    planned: list[int]
+    chunks: list[Chunk]
+
+    @property
+    def queued(self) -> list[int]:
+        return sorted({task for c in self.chunks for task in c.tasks})
+
+    @property
+    def missing(self) -> list[int]:
+        queued = set(self.queued)
+        return [task for task in self.planned if task not in queued]
 
 
 def read_submissions(run: Path) -> list[dict[str, t.Any]]:
@@ -131,48 +269,175 @@ def read_submissions(run: Path) -> list[dict[str, t.Any]]:
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue  # a torn line from a crashed writer is not a submission
+        if isinstance(record, dict) and isinstance(record.get("job_id"), str):
+            out.append(record)
     return out
+
+
+def group_submissions(records: list[dict[str, t.Any]], ntasks: int) -> list[Submission]:
+    """The lines of submissions.jsonl as submissions, in the order each was first queued.
+
+    A line written before chunking (no `submission` key) is a whole-run submission of its own.
+    """
+    subs: dict[str, Submission] = {}
+    whole = list(range(ntasks))
+    for r in records:
+        recorded = r.get("tasks")
+        tasks = _expand_spec(recorded) if isinstance(recorded, str) else whole
+        key = str(r.get("submission") or f"job-{r['job_id']}")
+        planned = r.get("planned")
+        if key not in subs:
+            subs[key] = Submission(key, str(r.get("kind") or "submit"), r.get("time"),
+                                   _expand_spec(planned) if isinstance(planned, str) else tasks, [])
+        offset = r.get("offset")
+        subs[key].chunks.append(Chunk(r["job_id"], offset if isinstance(offset, int) else 0, tasks, r))
+    return list(subs.values())
+
+
+@dataclasses.dataclass
+class TaskRow:
+    """The latest attempt of one task of a run."""
+
+    task: int
+    state: str
+    exit_code: str  # as SLURM prints it, e.g. "3:0"; "" unknown
+    attempts: int
+    job_id: str | None
+
+
+def exit_status(code: str) -> int | None:
+    """SLURM's `status:signal` as one number: the status, or 128 + signal when a signal ended it."""
+    m = re.match(r"^(\d+):(\d+)$", code)
+    if not m:
+        return None
+    status, signal = int(m.group(1)), int(m.group(2))
+    return 128 + signal if signal and not status else status
+
+
+def _by_attempt(states: list[TaskState]) -> dict[tuple[str, int | None], TaskState]:
+    return {(s.job_id, s.task): s for s in states}
+
+
+def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *, array: bool) -> dict[int, TaskState | None]:
+    """Each task of a chunk -> what accounting knows of it (None: nothing)."""
+    out: dict[int, TaskState | None] = {}
+    for task in chunk.tasks:
+        out[task] = known.get((chunk.job_id, task - chunk.offset if array else None))
+    return out
+
+
+def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> list[TaskRow]:
+    """Every task of the run: the state of its latest attempt and how often it started."""
+    known = _by_attempt(states)
+    array = ntasks > 1
+    rows = [TaskRow(task, NOT_SUBMITTED, "", 0, None) for task in range(ntasks)]
+    for sub in subs:
+        for chunk in sub.chunks:
+            for task, s in chunk_states(chunk, known, array=array).items():
+                if not 0 <= task < ntasks:
+                    continue
+                row = rows[task]
+                row.job_id = chunk.job_id
+                row.state, row.exit_code = (s.state, s.exit_code) if s else (UNKNOWN, "")
+                row.attempts += s.attempts if s else 0
+        for task in sub.missing:
+            if 0 <= task < ntasks:
+                rows[task].state, rows[task].exit_code, rows[task].job_id = NOT_QUEUED, "", None
+    return rows
+
+
+def is_failed(state: str) -> bool:
+    """Whether `rerun --failed` takes a task whose latest attempt is in this state."""
+    return state.split()[0] in FAILED_STATES or state in (NOT_QUEUED, NOT_SUBMITTED)
+
+
+# --- the runs command ---------------------------------------------------------------------
+
+def find_run(runs_dir: str, spec: str) -> Path:
+    """The run a RUN argument names (`NAME`: its newest run).
+
+    Raises:
+        UsageError: there is no such run.
+    """
+    runs = select_runs(runs_dir, spec)
+    if not runs:
+        raise UsageError(f"mcompile: no compiled run {spec!r} (a run directory, NAME/HASH12 or NAME under --runs)")
+    return runs[0]
+
+
+def run_task_rows(run: Path) -> tuple[list[TaskRow], list[Submission], str]:
+    """The task rows of one run, its submissions, and where the states came from (one query)."""
+    ntasks = len(read_resolved(run)["run"]["tasks"])
+    subs = group_submissions(read_submissions(run), ntasks)
+    states, source = query_states([c.job_id for s in subs for c in s.chunks])
+    return task_rows(ntasks, subs, states), subs, source
 
 
 def describe_runs(runs_dir: str, spec: str | None = None) -> list[dict[str, t.Any]]:
-    """Runs newest first (all, or those RUN names), with their submissions and task states."""
-    runs = select_runs(runs_dir, spec)
-    subs = {run: read_submissions(run) for run in runs}
-    job_ids = [s["job_id"] for ss in subs.values() for s in ss]
-    states, source = query_states(job_ids)
-    by_job: dict[str, list[TaskState]] = {}
-    for s in states:
-        by_job.setdefault(s.job_id, []).append(s)
+    """Runs newest first (all, or the one RUN names), with their submissions and task states."""
+    runs = [find_run(runs_dir, spec)] if spec else select_runs(runs_dir, None)
+    resolved = {run: read_resolved(run) for run in runs}
+    subs = {run: group_submissions(read_submissions(run), len(resolved[run]["run"]["tasks"])) for run in runs}
+    states, source = query_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks])
+    known = _by_attempt(states)
     out = []
     for run in runs:
-        resolved = read_resolved(run)
-        entry = {
+        ntasks = len(resolved[run]["run"]["tasks"])
+        rows = task_rows(ntasks, subs[run], states)
+        entry: dict[str, t.Any] = {
             "run": str(run),
-            "name": resolved["name"],
+            "name": resolved[run]["name"],
             "hash": run.name,
-            "tasks": len(resolved["run"]["tasks"]),
-            "logs": resolved["outputs"]["logs"],
+            "tasks": ntasks,
+            "logs": resolved[run]["outputs"]["logs"],
+            "task_states": _count(r.state for r in rows) if subs[run] else {},
             "submissions": [],
+            "task_rows": rows,
         }
         for sub in subs[run]:
-            tasks = sorted(by_job.get(sub["job_id"], []), key=lambda s: (s.task is None, s.task or 0))
-            counts: dict[str, int] = {}
-            for s in tasks:
-                counts[s.state] = counts.get(s.state, 0) + 1
-            failed = [dataclasses.asdict(s) for s in tasks if s.state.split()[0] != "COMPLETED" and s.state.split()[0] not in ACTIVE_STATES]
+            attempts: list[tuple[int, str, TaskState | None]] = []
+            for chunk in sub.chunks:
+                attempts.extend((task, chunk.job_id, s) for task, s in chunk_states(chunk, known, array=ntasks > 1).items())
+            states_here = [s.state if s else UNKNOWN for _, _, s in attempts]
             entry["submissions"].append({
-                "job_id": sub["job_id"],
-                "time": sub.get("time"),
-                "states": counts,
+                "submission": sub.key,
+                "kind": sub.kind,
+                "job_id": sub.chunks[0].job_id,
+                "jobs": [{"job_id": c.job_id, "offset": c.offset, "tasks": format_task_spec(c.tasks)} for c in sub.chunks],
+                "time": sub.time,
+                "tasks": format_task_spec(sub.queued),
+                "planned": format_task_spec(sub.planned),
+                "not_queued": format_task_spec(sub.missing),
+                "states": _count(st for st in states_here if st != UNKNOWN),
                 "state_source": source,
-                "failed": failed,
-                "log": _log_name(sub),
+                "failed": [{"job_id": job, "task": task, "state": s.state, "exit_code": s.exit_code}
+                           for task, job, s in attempts
+                           if s and s.state.split()[0] != "COMPLETED" and s.state.split()[0] not in ACTIVE_STATES],
+                "log": _log_name(sub.chunks[0].record),
             })
         out.append(entry)
     return out
+
+
+def _count(states: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def tasks_json(run: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    """`runs RUN --format json`: one object per task of the run."""
+    return [{"task": r.task, "state": r.state, "exit_code": exit_status(r.exit_code), "attempts": r.attempts, "job_id": r.job_id}
+            for r in run["task_rows"]]
+
+
+def runs_json(runs: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """`runs --format json` (every run): the runs without their per-task rows."""
+    return [{k: v for k, v in r.items() if k != "task_rows"} for r in runs]
 
 
 def _log_name(sub: dict[str, t.Any]) -> str | None:
@@ -184,7 +449,8 @@ def _log_name(sub: dict[str, t.Any]) -> str | None:
     return None
 
 
-def format_runs(runs: list[dict[str, t.Any]]) -> str:
+def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
+    """The text of `runs`; with `detail` (one RUN) the tasks not completed are listed by state."""
     if not runs:
         return "no compiled runs\n"
     lines = []
@@ -192,12 +458,36 @@ def format_runs(runs: list[dict[str, t.Any]]) -> str:
         lines.append(f"{r['name']}/{r['hash']}  {r['tasks']} task{'s' if r['tasks'] != 1 else ''}  {r['run']}")
         if not r["submissions"]:
             lines.append("  not submitted")
-        for s in r["submissions"]:
+        for n_sub, s in enumerate(r["submissions"], 1):
             states = ", ".join(f"{n} {state}" for state, n in sorted(s["states"].items())) or "no state known yet"
-            lines.append(f"  job {s['job_id']}  submitted {s['time']}  {states}")
+            what = "" if s["kind"] == "submit" else f" ({s['kind']} of tasks {s['planned']})"
+            if len(s["jobs"]) == 1:
+                jobs = f"job {s['job_id']}"
+            else:
+                jobs = "jobs " + ", ".join(f"{j['job_id']} (tasks {j['tasks']})" for j in s["jobs"])
+            lines.append(f"  {jobs}{what}  submitted {s['time']}  {states}")
             for f in s["failed"]:
                 task = "" if f["task"] is None else f" task {f['task']}"
                 lines.append(f"    {f['state']}{task} exit code {f['exit_code'] or '?'}")
+            if s["not_queued"]:
+                hint = f" (the same --submit again queues only these, as does rerun --tasks {s['not_queued']})" if n_sub == len(r["submissions"]) else ""
+                lines.append(f"    NOT QUEUED: tasks {s['not_queued']}{hint}")
             if s["log"]:
                 lines.append(f"    logs: {s['log'].replace('%a', '<task>')}")
+        if r["submissions"]:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(r["task_states"].items()))
+            lines.append(f"  tasks (latest attempt): {counts}")
+            rows: list[TaskRow] = r["task_rows"]
+            if detail:
+                by_state: dict[str, list[int]] = {}
+                for row in rows:
+                    if row.state != "COMPLETED":
+                        by_state.setdefault(row.state, []).append(row.task)
+                for state, tasks in sorted(by_state.items()):
+                    lines.append(f"    {state}: tasks {format_task_spec(tasks)}")
+                again = [row.task for row in rows if row.attempts > 1]
+                if again:
+                    lines.append(f"    started more than once: tasks {format_task_spec(again)}")
+            if any(is_failed(row.state) for row in rows):
+                lines.append(f"  rerun the failed ones: mcompile rerun {r['run']} --failed")
     return "\n".join(lines) + "\n"

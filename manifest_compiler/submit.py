@@ -1,44 +1,64 @@
-"""Submit: a compiled run -> a SLURM job. The only code that runs sbatch.
+"""Submit: a compiled run (or some of its tasks) -> SLURM jobs. The only code that runs sbatch.
 
-Pre-flight on the submitting host first (image, data, archives, log folder,
-`sbatch --test-only`); any failure stops before anything is queued. Then
-`sbatch --parsable` from the run directory, and one JSON line appended to
-submissions.jsonl. Secrets are never passed: the names of the manifest's secrets
-are removed from the environment sbatch exports.
+Pre-flight on the submitting host first (image, data, archives, log folder, and
+`sbatch --test-only` for every chunk); any failure stops before anything is queued.
+Then `sbatch --parsable` from the run directory once per chunk, and one JSON line per
+queued chunk appended to submissions.jsonl. Secrets are never passed: the names of the
+manifest's secrets are removed from the environment sbatch exports.
+
+Chunks: MaxArraySize caps the array *index*, so a run (or a task list) is split into
+arrays of at most C = MaxArraySize - 1 tasks: task g goes to the chunk with offset
+(g // C) * C, as array index g - offset; the job adds MCOMPILE_TASK_OFFSET back. With
+`resources.max_parallel` each chunk waits for the one before (`afterany`), so the limit
+holds for the run as a whole; without it the chunks run side by side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import fcntl
 import getpass
 import hashlib
 import json
 import os
+import secrets
+import shlex
 import socket
 import stat
 import subprocess
 import sys
 import typing as t
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OperationError
+from .errors import OperationError, UsageError
 from .plan import log_pattern
+from .runs import (
+    NOT_QUEUED,
+    UNKNOWN,
+    Submission,
+    format_task_spec,
+    group_submissions,
+    is_failed,
+    parse_task_spec,
+    read_submissions,
+    run_task_rows,
+    slurm_config,
+)
 from .stage import check_subset, expand, stage_archives
 from .write import read_resolved
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default
 
 
 def _note(message: str) -> None:
     print(f"mcompile: {message}", file=sys.stderr)
 
 
-def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:
-    """Check what the job will need and stage archives; return (sbatch options, warnings).
-
-    With `strict`, a secret file readable by others is refused, not only warned about.
-
-    Raises:
-        OperationError: something the job needs is missing; nothing was queued.
-    """
+def _check(resolved: dict[str, t.Any], *, strict: bool) -> list[str]:
+    """The image, the data subsets and the secret files; the warnings to show."""
     warnings: list[str] = []
     image = expand(resolved["container"]["image"])
     if not os.path.isfile(image):
@@ -63,29 +83,89 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False
             if strict:
                 raise OperationError(f"{message} (refused with --strict; nothing was queued)")
             warnings.append(message)
+    return warnings
 
-    options: list[str] = []
+
+def _stage_and_logs(resolved: dict[str, t.Any]) -> tuple[list[str], str]:
+    """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
     archives = stage_archives(resolved)
-    if archives:
-        exports = [f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives]
-        for a in archives:
-            _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-        options.append("--export=" + ",".join(["ALL", *exports]))
-
+    for a in archives:
+        _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
     logs = expand(resolved["outputs"]["logs"])
     try:
         os.makedirs(logs, exist_ok=True)
     except OSError as e:
         raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
     # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
-    options.append(f"--output={logs.replace('%', '%%')}/{log_pattern(resolved).rsplit('/', 1)[1]}")
+    return [f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives], logs.replace("%", "%%")
+
+
+def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:
+    """Check what the job will need and stage archives; return (sbatch options of a whole-run array, warnings).
+
+    With `strict`, a secret file readable by others is refused, not only warned about.
+
+    Raises:
+        OperationError: something the job needs is missing; nothing was queued.
+    """
+    warnings = _check(resolved, strict=strict)
+    exports, logs = _stage_and_logs(resolved)
+    options = ["--export=" + ",".join(["ALL", *exports])] if exports else []
+    options.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
     return options, warnings
 
+
+# --- chunks -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """One array of a submission: the run's task numbers it holds and their common offset."""
+
+    offset: int
+    tasks: tuple[int, ...]
+
+    @property
+    def indices(self) -> list[int]:
+        return [task - self.offset for task in self.tasks]
+
+    def array(self, max_parallel: int | None) -> str:
+        spec = format_task_spec(self.indices)
+        return f"{spec}%{max_parallel}" if max_parallel else spec
+
+
+def chunk_size(max_array_size: int) -> int:
+    """Tasks per array: indices must stay below MaxArraySize; C = MaxArraySize - 1 (at least 1)."""
+    return max(1, max_array_size - 1)
+
+
+def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
+    """Group the run's task numbers by chunk: task g -> offset (g // C) * C, index g - offset."""
+    size = chunk_size(max_array_size)
+    groups: dict[int, list[int]] = {}
+    for task in sorted(set(tasks)):
+        groups.setdefault(task // size * size, []).append(task)
+    return [ChunkPlan(offset, tuple(group)) for offset, group in sorted(groups.items())]
+
+
+def max_array_size() -> tuple[int, str | None]:
+    """The cluster's MaxArraySize and, when it cannot be read, a note saying the default is assumed."""
+    conf = slurm_config()
+    raw = (conf or {}).get("MaxArraySize", "")
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw), None
+    return DEFAULT_MAX_ARRAY_SIZE, (f"cannot read MaxArraySize from `scontrol show config`; "
+                                    f"assuming SLURM's default {DEFAULT_MAX_ARRAY_SIZE}")
+
+
+# --- running sbatch -------------------------------------------------------------------------
 
 def _sbatch_env(resolved: dict[str, t.Any]) -> dict[str, str]:
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
+    # the submission names these itself; a value left in the submitting shell must not leak in
+    for name in [n for n in env if n == "MCOMPILE_TASK_OFFSET" or n.startswith("MCOMPILE_ARCHIVE_")]:
+        env.pop(name)
     return env
 
 
@@ -110,51 +190,211 @@ def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> int:
-    """Pre-flight, test, submit and record one submission of a compiled run.
-
-    Raises:
-        OperationError: pre-flight or sbatch failed; nothing was recorded.
-    """
-    resolved = read_resolved(run_dir)
-    options, warnings = preflight(run_dir, resolved, strict=strict)
-    for w in warnings:
-        _note(f"warning: {w}")
-    env = _sbatch_env(resolved)
-    argv = ["sbatch", "--parsable", *options, "job.sbatch"]
-    test = _run_sbatch(["sbatch", "--test-only", *options, "job.sbatch"], run_dir, env)
-    if test.returncode != 0:
-        raise OperationError(f"SLURM refuses this job (sbatch --test-only): {_slurm_message(test)}; nothing was queued")
-    proc = _run_sbatch(argv, run_dir, env)
-    if proc.returncode != 0:
-        raise OperationError(f"sbatch failed: {_slurm_message(proc)}; nothing was recorded, the run can be submitted again")
-    job_id = proc.stdout.strip().split(";")[0]
-    if not job_id.isdigit():
-        raise OperationError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
-    try:
-        manifest_sha = hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest()
-    except OSError:
-        manifest_sha = hashlib.sha256((run_dir / "manifest.yaml").read_bytes()).hexdigest()
-    record = {
-        "job_id": job_id,
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "user": getpass.getuser(),
-        "host": socket.gethostname(),
-        "sbatch": argv,
-        "cwd": str(run_dir.resolve()),
-        "manifest_sha256": manifest_sha,
-        "git": _git_state(manifest_path),
-        "tasks": len(resolved["run"]["tasks"]),
-    }
-    with open(run_dir / "submissions.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
-    _note(f"submitted job {job_id} ({record['tasks']} task{'s' if record['tasks'] != 1 else ''})")
-    print(job_id)
-    return 0
-
-
 def _slurm_message(proc: subprocess.CompletedProcess[str]) -> str:
     text = (proc.stderr or proc.stdout).strip()
     lines = [ln.removeprefix("sbatch: error: ").strip() for ln in text.splitlines() if ln.strip()]
     return "; ".join(lines) or f"exit status {proc.returncode}"
 
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """One submission of a run at a time (two completing --submit must not both queue the missing tasks)."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise OperationError(f"cannot open {run_dir}: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _still_queued(job_id: str) -> bool:
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and any(s in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "SUSPENDED")
+                                        for s in proc.stdout.split())
+
+
+@dataclasses.dataclass
+class _Request:
+    """What one submission queues and how it is recorded."""
+
+    kind: t.Literal["submit", "rerun"]
+    tasks: list[int]  # the run's task numbers to queue now
+    planned: list[int]  # every task this submission means to queue (more when completing)
+    key: str  # shared by the chunks of one submission
+    manifest_path: str
+    after: str | None = None  # with max_parallel: the first chunk waits for this job
+
+
+def _new_key() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def _submit(run_dir: Path, resolved: dict[str, t.Any], request: _Request, *, strict: bool) -> int:
+    """Pre-flight, test every chunk, queue them in order and record each; exit code."""
+    warnings = _check(resolved, strict=strict)
+    for w in warnings:
+        _note(f"warning: {w}")
+    ntasks = len(resolved["run"]["tasks"])
+    array = ntasks > 1
+    size, note = max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
+    if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
+        _note(note)
+    chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
+    exports, logs = _stage_and_logs(resolved)
+    max_parallel = resolved["resources"].get("max_parallel") if array else None
+    name = resolved["name"].replace("%", "%%")
+    env = _sbatch_env(resolved)
+
+    def options(chunk: ChunkPlan) -> list[str]:
+        opts = ["--export=" + ",".join(["ALL", *exports, f"MCOMPILE_TASK_OFFSET={chunk.offset}"])]
+        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
+            opts += [f"--output={logs}/{name}_%A_slurm.out", "--open-mode=append"]
+        else:
+            opts.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
+        if array:
+            opts.append(f"--array={chunk.array(max_parallel)}")
+        return opts
+
+    for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
+        test = _run_sbatch(["sbatch", "--test-only", *options(chunk), "job.sbatch"], run_dir, env)
+        if test.returncode != 0:
+            which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {_slurm_message(test)}; nothing was queued")
+
+    try:
+        manifest_sha = hashlib.sha256(Path(request.manifest_path).read_bytes()).hexdigest()
+    except OSError:
+        manifest_sha = hashlib.sha256((run_dir / "manifest.yaml").read_bytes()).hexdigest()
+    git = _git_state(request.manifest_path)
+    queued: list[tuple[str, ChunkPlan]] = []
+    previous = request.after
+    for i, chunk in enumerate(chunks):
+        argv = ["sbatch", "--parsable", *options(chunk)]
+        if max_parallel and previous:
+            argv.append(f"--dependency=afterany:{previous}")
+        argv.append("job.sbatch")
+        proc = _run_sbatch(argv, run_dir, env)
+        job_id = proc.stdout.strip().split(";")[0] if proc.returncode == 0 else ""
+        if not job_id.isdigit():
+            why = _slurm_message(proc) if proc.returncode != 0 else f"it printed no job id: {proc.stdout.strip()!r}"
+            _refused(run_dir, request, chunks, queued, i, why)
+        record = {
+            "job_id": job_id,
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "user": getpass.getuser(),
+            "host": socket.gethostname(),
+            "sbatch": argv,
+            "cwd": str(run_dir.resolve()),
+            "manifest_sha256": manifest_sha,
+            "git": git,
+            "submission": request.key,
+            "kind": request.kind,
+            "offset": chunk.offset,
+            "array": chunk.array(max_parallel) if array else None,
+            "tasks": format_task_spec(chunk.tasks),
+            "ntasks": len(chunk.tasks),
+            "planned": format_task_spec(request.planned),
+        }
+        try:
+            with open(run_dir / "submissions.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+        except OSError as e:
+            raise OperationError(f"job {job_id} (tasks {record['tasks']}) was queued but cannot be recorded in "
+                                 f"{run_dir / 'submissions.jsonl'}: {e.strerror or e}") from e
+        queued.append((job_id, chunk))
+        previous = job_id
+        n = len(chunk.tasks)
+        what = f"task {chunk.tasks[0]}" if n == 1 else f"{n} tasks: {record['tasks']}"
+        where = f", array {record['array']}" if len(chunks) > 1 else ""
+        _note(f"submitted job {job_id} ({what}{where})")
+        print(job_id, flush=True)
+    if len(chunks) > 1:
+        chained = "; each array waits for the one before (max_parallel holds across them)" if max_parallel else ""
+        _note(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
+    return 0
+
+
+def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: list[tuple[str, ChunkPlan]],
+             failed: int, why: str) -> t.NoReturn:
+    """sbatch refused a chunk: nothing else is queued; say what was and how to queue the rest."""
+    if not queued:
+        raise OperationError(f"sbatch failed: {why}; nothing was queued or recorded, the run can be submitted again")
+    done = {task for _, chunk in queued for task in chunk.tasks}
+    missing = format_task_spec(task for task in request.planned if task not in done)
+    lines = [
+        f"sbatch failed for tasks {format_task_spec(chunks[failed].tasks)} (array {failed + 1} of {len(chunks)}): {why}",
+        "queued: " + ", ".join(f"job {job} (tasks {format_task_spec(chunk.tasks)})" for job, chunk in queued),
+        f"not queued: tasks {missing}",
+        f"to queue them: mcompile rerun {shlex.quote(str(run_dir))} --tasks {missing}"
+        + (" (or the same --submit again, which queues only these)" if request.kind == "submit" else ""),
+    ]
+    raise OperationError("\nmcompile: ".join(lines))
+
+
+# --- the commands -------------------------------------------------------------------------
+
+def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> int:
+    """`--submit`: the whole run; or, when its latest submission left tasks unqueued, only those.
+
+    Raises:
+        OperationError: pre-flight or sbatch failed (what was queued is recorded and said).
+    """
+    resolved = read_resolved(run_dir)
+    ntasks = len(resolved["run"]["tasks"])
+    with _locked(run_dir):
+        subs = group_submissions(read_submissions(run_dir), ntasks)
+        latest = subs[-1] if subs else None
+        if latest and latest.missing:
+            request = _completion(latest, manifest_path, resolved)
+        else:
+            everything = list(range(ntasks))
+            request = _Request("submit", everything, everything, _new_key(), manifest_path)
+        return _submit(run_dir, resolved, request, strict=strict)
+
+
+def _completion(latest: Submission, manifest_path: str, resolved: dict[str, t.Any]) -> _Request:
+    missing = latest.missing
+    _note(f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
+          f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
+    last_job = latest.chunks[-1].job_id
+    after = last_job if resolved["resources"].get("max_parallel") and _still_queued(last_job) else None
+    kind: t.Literal["submit", "rerun"] = "rerun" if latest.kind == "rerun" else "submit"
+    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after)
+
+
+def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False) -> int:
+    """`rerun`: queue some tasks of a compiled run again (same job directory, no recompile).
+
+    Raises:
+        UsageError: no tasks named, or a task list that does not fit the run.
+        OperationError: pre-flight or sbatch failed.
+    """
+    if not tasks and not failed:
+        raise UsageError("mcompile rerun: say which tasks: --failed, --tasks LIST (e.g. 3,7-9), or both")
+    resolved = read_resolved(run_dir)
+    ntasks = len(resolved["run"]["tasks"])
+    chosen = parse_task_spec(tasks, ntasks) if tasks else list(range(ntasks))
+    with _locked(run_dir):
+        if failed:
+            rows, _, source = run_task_rows(run_dir)
+            unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
+            if unknown:
+                _note(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
+                      "they are not rerun; name them with --tasks if they should be")
+            picked = {r.task for r in rows if is_failed(r.state)}
+            chosen = [task for task in chosen if task in picked]
+            if not chosen:
+                _note("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
+                return 0
+            never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, "NOT_SUBMITTED")]
+            _note(f"rerunning tasks {format_task_spec(chosen)}"
+                  + (f" (never queued: {format_task_spec(never)})" if never else ""))
+        return _submit(run_dir, resolved, _Request("rerun", chosen, chosen, _new_key(), str(run_dir / "manifest.yaml")),
+                       strict=strict)

@@ -2,6 +2,7 @@
 
 `dbd_cluster`: one node, slurmdbd + MariaDB accounting (full sacct).
 `filetxt_cluster`: two nodes, no accounting database (jobcomp file only).
+`small_array_cluster`: one node, slurmdbd accounting, MaxArraySize=10 (runs past it are chunked).
 Each is started once per test session in a temporary folder on free ports and
 stopped by pid at the end; a session that needs neither never starts them.
 """
@@ -22,3 +23,8 @@ def dbd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def filetxt_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from bring_up(tmp_path_factory.mktemp("slurm-filetxt"), "--accounting", "filetxt", "--nodes", "2")
+
+
+@pytest.fixture(scope="session")
+def small_array_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from bring_up(tmp_path_factory.mktemp("slurm-small-array"), "--accounting", "dbd", "--max-array-size", "10")

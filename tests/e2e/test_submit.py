@@ -100,7 +100,7 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     project.cluster.wait_gone(job, timeout=90)
     # at once, before slurmdbd has recorded every task: runs still accounts for all three
     early = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
-    assert sum(early[0]["submissions"][0]["states"].values()) == 3, early
+    assert [t["task"] for t in early] == [0, 1, 2] and all(t["state"] != "UNKNOWN" and t["job_id"] == job for t in early), early
 
     windows = []
     for i in range(3):
@@ -114,7 +114,7 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
 
     rows = project.cluster.sacct_until(job, "JobID,State,ExitCode", lambda r: len([x for x in r if "." not in x[0]]) == 3, extra=("-X",))
     assert sorted(rows) == [[f"{job}_{i}", "COMPLETED", "0:0"] for i in range(3)]
-    runs = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
+    runs = json.loads(project.mcompile("runs", "--runs", str(project.runs), "--format", "json").stdout)
     assert runs[0]["submissions"][0]["states"] == {"COMPLETED": 3}
     assert runs[0]["submissions"][0]["state_source"] == "sacct"
     text = project.mcompile("runs", "arr", "--runs", str(project.runs)).stdout
@@ -155,7 +155,10 @@ def test_a_failing_task_is_failed_with_its_exit_code(project: Project) -> None:
     project.cluster.wait_gone(job, timeout=90)
     rows = project.cluster.sacct_until(job, "JobID,State,ExitCode", lambda r: len(r) == 2, extra=("-X",))
     assert sorted(rows) == [[f"{job}_0", "COMPLETED", "0:0"], [f"{job}_1", "FAILED", "3:0"]]
-    runs = json.loads(project.mcompile("runs", "fail", "--runs", str(project.runs), "--format", "json").stdout)
+    tasks = json.loads(project.mcompile("runs", "fail", "--runs", str(project.runs), "--format", "json").stdout)
+    assert tasks == [{"task": 0, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "job_id": job},
+                     {"task": 1, "state": "FAILED", "exit_code": 3, "attempts": 1, "job_id": job}]
+    runs = json.loads(project.mcompile("runs", "--runs", str(project.runs), "--format", "json").stdout)
     sub = runs[0]["submissions"][0]
     assert sub["states"] == {"COMPLETED": 1, "FAILED": 1}
     assert sub["failed"] == [{"job_id": job, "task": 1, "state": "FAILED", "exit_code": "3:0"}]
@@ -221,7 +224,7 @@ def test_runs_without_accounting_reads_squeue_and_jobcomp(tmp_path: Path, filetx
     filetxt_cluster.wait_gone(job, timeout=90)
     deadline = time.monotonic() + 30
     while True:
-        runs = json.loads(project.mcompile("runs", "ft", "--runs", str(project.runs), "--format", "json").stdout)
+        runs = json.loads(project.mcompile("runs", "--runs", str(project.runs), "--format", "json").stdout)
         sub = runs[0]["submissions"][0]
         if sum(sub["states"].values()) == 2 or time.monotonic() > deadline:
             break
