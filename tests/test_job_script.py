@@ -229,3 +229,46 @@ def test_exec_runs_one_task_locally_with_the_same_job_script(tmp_path: Path, clu
     assert main(["exec", str(run), "--task", "2"]) == 2
     err = capfd.readouterr().err
     assert "there is no task 2" in err and "mcompile: task 0 exited with status 9" in err
+
+
+def test_exec_runs_a_task_of_the_commands_example_byte_for_byte(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                                 stand_in_env: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """manifests/commands.yaml as written, except what this machine lacks: a module system
+    (cluster.modules dropped) and /project (the extra bind's source moved to a temporary folder)."""
+    from manifest_compiler.cli import main
+
+    doc = yaml.safe_load((ROOT / "manifests" / "commands.yaml").read_text())
+    del doc["cluster"]["modules"]
+    doc["container"]["binds"][0]["source"] = str(tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    manifest = tmp_path / "commands.yaml"
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    python = "#!/bin/bash\n# records how the task called it\nprintf '%s\\n' \"$@\" > /scratch_storage/python-args.txt\n"
+    make_image(cluster_dirs["scratch"] / "containers" / "mnist.sif", {"usr/local/bin/python": python})
+    mnist = cluster_dirs["scratch"] / "mnist-study" / "data" / "mnist"
+    mnist.mkdir(parents=True)
+    (mnist / "train.csv").write_text("0,1\n")
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    for key in ("PATH", "APPTAINER_DOUBLE_LOG"):
+        monkeypatch.setenv(key, stand_in_env[key])
+    monkeypatch.setenv("SCRATCH", str(cluster_dirs["scratch"]))
+    monkeypatch.setenv("HOME", str(cluster_dirs["home"]))
+    assert main(["exec", str(run), "--task", "1"]) == 0
+    args = (cluster_dirs["scratch"] / "mnist-study" / "mnist-commands" / "local_1" / "python-args.txt").read_text()
+    assert args.split() == doc["run"]["commands"][1].split()[1:]
+    (call,) = _calls(stand_in_env)
+    assert call["argv"][-1].encode() == (run / "tasks" / "commands").read_bytes().split(b"\n")[1]
+    assert call["argv"][-1] == doc["run"]["commands"][1]
+    assert call["subcommand"] == "run" and call["pwd"] == "/workdir" and "OMP_NUM_THREADS" in call["env_file_names"]
+    assert [b["target"] for b in call["binds"]][-2:] == ["/weights", "/data/mnist"]
+
+
+def test_exec_refuses_a_distributed_run(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from manifest_compiler.cli import main
+
+    manifest = _write_manifest(tmp_path, ["true"], run={"launcher": "srun", "commands": ["true"]},
+                               resources={"time": "10m", "mem": "1G", "nodes": 2})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    assert main(["exec", str(run), "--task", "0"]) == 2
+    assert "uses launcher srun, which needs a SLURM allocation" in capfd.readouterr().err
