@@ -45,7 +45,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from manifest_compiler.errors import ManifestError, OperationError
@@ -230,7 +230,13 @@ def hostile_examples(draw: st.DrawFn) -> tuple[Path, dict[str, t.Any], list[str]
     for part in draw(st.lists(st.sampled_from(["run", "env", "container", "cluster", "outputs", "description", "data"]),
                               min_size=1, max_size=3, unique=True)):
         if part == "run":
+            old_run = doc["run"]
             doc["run"], tasks = draw(fuzzing.runs())
+            # how the example starts its processes belongs to its resources: keep it
+            for key in ("launcher", "processes_per_node"):
+                if key in old_run:
+                    doc["run"][key] = old_run[key]
+            assume("sweep" not in doc["run"] or old_run.get("launcher", "single") == "single")
         elif part in donor:
             doc[part] = donor[part]
         else:  # an optional part the donor does not have

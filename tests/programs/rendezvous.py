@@ -266,7 +266,7 @@ def join(addr: str, port: int, hello: dict[str, Any], deadline: float) -> dict[s
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two ranks may claim one RANK
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
