@@ -200,7 +200,7 @@ def _find_run(runs_dir: str, spec: str) -> Path | None:
 
 def _plain(resolved: dict[str, t.Any]) -> dict[str, t.Any]:
     """The resolved manifest as resolved.json holds it (plain JSON types)."""
-    return t.cast("dict[str, t.Any]", json.loads(json.dumps(resolved)))
+    return t.cast("dict[str, t.Any]", json.loads(json.dumps(resolved, default=list)))  # a GridTasks becomes its list
 
 
 def _load_file(path: str) -> Side:
