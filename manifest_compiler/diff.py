@@ -554,7 +554,8 @@ def _sequence_changes(path: str, old: list[t.Any], new: list[t.Any],
             continue
         paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
         for k in range(paired):
-            change(lo + j1 + k, "changed", old[lo + i1 + k], new[lo + j1 + k])
+            if a[i1 + k] != b[j1 + k]:  # compared by position, most pairs may be equal
+                change(lo + j1 + k, "changed", old[lo + i1 + k], new[lo + j1 + k])
         for i in range(i1 + paired, i2):
             change(lo + i, "removed", old[lo + i], None)
         for j in range(j1 + paired, j2):
