@@ -18,6 +18,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import operator
 import re
 import shlex
@@ -131,13 +132,14 @@ _BATCH = 4096  # tasks per chunk of tasks/commands and tasks/index
 _INDEX_LINE = f"%0{INDEX_WIDTH}d\n"
 _TASKS_PATH = ("run", "tasks")
 _JSON = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False)
+_T = t.TypeVar("_T")
 
 
 def _json(value: t.Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def _batches(items: t.Iterable[str]) -> t.Iterator[list[str]]:
+def _batches(items: t.Iterable[_T]) -> t.Iterator[list[_T]]:
     it = iter(items)
     while batch := list(itertools.islice(it, _BATCH)):
         yield batch
@@ -223,18 +225,42 @@ def resolved_json_size(resolved: dict[str, t.Any], tasks: TaskBytes) -> int:
 
 
 TaskListPieces = t.Callable[[t.Sequence[str], int], t.Iterator[str]]
+_SCALARS = (str, int, float, type(None))  # bool is an int
 
 
 def _task_list_pieces(tasks: t.Sequence[str], level: int) -> t.Iterator[str]:
-    if not tasks:
+    return _list_pieces(tasks, level, encode_basestring)
+
+
+def _list_pieces(items: t.Sequence[t.Any], level: int, encode: t.Callable[[t.Any], str]) -> t.Iterator[str]:
+    if not items:
         yield "[]"
         return
     inner = "\n" + "  " * (level + 1)
     yield "[" + inner
     separator = "," + inner
-    for i, batch in enumerate(_batches(tasks)):
-        yield (separator if i else "") + separator.join(map(encode_basestring, batch))
+    for i, batch in enumerate(_batches(items)):
+        yield (separator if i else "") + separator.join(map(encode, batch))
     yield "\n" + "  " * level + "]"
+
+
+def _scalar_json(value: t.Any) -> str:
+    """One scalar as json.dumps writes it (json.encoder's rules, in its order)."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
 
 
 def _json_pieces(value: t.Any, level: int, path: tuple[str, ...], task_list: TaskListPieces) -> t.Iterator[str]:
@@ -242,16 +268,25 @@ def _json_pieces(value: t.Any, level: int, path: tuple[str, ...], task_list: Tas
     # it alone, with 2*d spaces after each newline (a JSON string holds no raw newline)
     if path == _TASKS_PATH and isinstance(value, abc.Sequence) and not isinstance(value, str):
         yield from task_list(value, level)
-    elif isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        return
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
         inner = "\n" + "  " * (level + 1)
         for i, key in enumerate(sorted(value)):
             yield ("{" if i == 0 else ",") + inner + encode_basestring(key) + ": "
             yield from _json_pieces(value[key], level + 1, (*path, key), task_list)
         yield "\n" + "  " * level + "}"
-    else:
-        pad = "\n" + "  " * level
-        for chunk in _JSON.iterencode(value):
-            yield chunk.replace("\n", pad) if level else chunk
+        return
+    if isinstance(value, list):  # a grid parameter may hold a million values: no generator per value
+        kinds = set(map(type, value))
+        if all(issubclass(k, str) for k in kinds):
+            yield from _list_pieces(value, level, encode_basestring)
+            return
+        if all(issubclass(k, _SCALARS) for k in kinds):
+            yield from _list_pieces(value, level, _scalar_json)
+            return
+    pad = "\n" + "  " * level
+    for chunk in _JSON.iterencode(value):
+        yield chunk.replace("\n", pad) if level else chunk
 
 
 SmallFile = t.Literal["job.sbatch", "mounts.json", "plan.txt"]  # always bytes

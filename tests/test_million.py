@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from manifest_compiler import render
 from manifest_compiler.cli import main
-from manifest_compiler.load import scalar_text
+from manifest_compiler.load import SourceFloat, SourceInt, scalar_text
 from manifest_compiler.pipeline import build_job, compile_manifest
 from manifest_compiler.resolve import GridTasks, resolve_manifest
 from manifest_compiler.write import StreamedFile, content_hash, write_run
@@ -76,7 +76,7 @@ def old_content_hash(files: t.Mapping[str, bytes]) -> str:
 # ----------------------------------------------------------------- strategies
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)  # any character but lone surrogates
-_value = st.one_of(_text, st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.booleans(), st.none(),
+_value = st.one_of(_text, st.integers(-10**20, 10**20), st.floats(), st.booleans(), st.none(),
                    st.sampled_from(["{{ x }}", "{}", "{0}", "}{", "'", '"', "\\", "\n", "é", "a b"]))
 _literal = st.one_of(_text.filter(lambda s: "{{" not in s and "{%" not in s and "{#" not in s),
                      st.sampled_from(["{", "}", "{0}", "{x}", " --a ", "\\n", "%s", "é"]))
@@ -165,11 +165,21 @@ def test_streamed_files_are_the_old_bytes(grid: tuple[str, dict[str, list[t.Any]
     assert render.resolved_json_size(resolved, survey) == len(old_resolved)
 
 
+def _source(value: t.Any, text: str) -> t.Any:
+    value.text = text
+    return value
+
+
 @pytest.mark.parametrize("tasks", [["a"], ["x"] * 3, ["é\n'\"\\\x00", "", "{}"], [f"python t.py {i}" for i in range(10_000)]])
 def test_streamed_files_of_commands_and_batches(tasks: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "_BATCH", 7)  # many batches, and a last one that is not full
     monkeypatch.setattr(render, "_CHUNK", 100)
-    resolved = {"name": "n", "run": {"kind": "commands", "tasks": tasks}, "z": {"deep": {"list": [1, 2.5, None, {}], "e": {}}}}
+    resolved = {"name": "n", "run": {"kind": "commands", "tasks": tasks},
+                "z": {"deep": {"list": [1, 2.5, None, {}], "e": {}, "nested": [[1, "a"], []], "empty": []},
+                      "scalars": [True, False, 0, -1, 10**30, -0.0, 1e-7, 1e300, float("nan"), float("inf"), float("-inf"),
+                                  None, "s", "é\n\"", _source(SourceInt(16), "0x10"), _source(SourceFloat(0.001), "1e-3"),
+                                  *range(20)],
+                      "strings": [str(i) * i for i in range(30)]}}
     survey = render.survey_tasks(tasks)
     assert (b"".join(render.command_chunks(tasks)), b"".join(render.index_chunks(survey.ends))) == old_encode_tasks(tasks)
     assert b"".join(render.resolved_json_chunks(resolved)) == old_json(resolved)
