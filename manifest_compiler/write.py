@@ -7,9 +7,9 @@ the same run. A run appears whole or not at all: files go to a hidden temporary
 sibling that is renamed into place; an existing run is never touched.
 
 A large file (the tasks, resolved.json) comes as a `StreamedFile`: its bytes are
-produced chunk by chunk, once to hash and once to write, and never held whole in
-memory; the hash is computed before anything is written, so compiling a run that
-exists writes nothing.
+produced chunk by chunk and never held whole in memory; they are hashed while they
+are written, or first, when a run of the same name exists (so compiling a run that
+exists writes nothing).
 """
 
 from __future__ import annotations
@@ -105,27 +105,42 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
               record: t.Mapping[str, bytes]) -> WriteResult:
     """Create runs_dir/name/hash12 holding `files` (hashed) and `record` (not hashed).
 
+    When runs_dir/name holds a run already, the hash is computed first (no I/O), so
+    that compiling an existing run writes nothing. Otherwise the run cannot exist
+    yet and the files are hashed while they are written, which saves a pass over
+    every streamed file.
+
     Raises:
         OperationError: the runs folder cannot be created or written.
     """
-    full = content_hash(files)
     parent = Path(runs_dir) / name
-    final = parent / full[:12]
+    full: str | None = None
     if parent.is_dir():
         _remove_stale_temporaries(parent)  # also when the run exists: a racing compile may have died
-    if final.exists():
-        return WriteResult(final, full, created=False)
+        if _holds_a_run(parent):
+            full = content_hash(files)
+            if (parent / full[:12]).exists():
+                return WriteResult(parent / full[:12], full, created=False)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f"{_TMP_PREFIX}{full[:12]}-{temporary_tag()}"
+        tmp = parent / f"{_TMP_PREFIX}{full[:12] if full else os.urandom(6).hex()}-{temporary_tag()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as e:
         raise OperationError(f"cannot write the run under {parent}: {e.strerror or e}") from e
+    final = parent / full[:12] if full else parent
     try:
-        for rel in dict.fromkeys([*files, *record]):
-            data = record[rel] if rel in record else files[rel]
+        digest = hashlib.sha256()
+        for rel in sorted(files):  # the order of the hash
+            data = files[rel]
+            if full is None:
+                data = _hashed(rel, data, digest)
             _write_file(tmp / rel, data, executable=rel == "job.sbatch")
+        for rel in record:
+            if rel not in files:
+                _write_file(tmp / rel, record[rel], executable=False)
+        full = full or digest.hexdigest()
+        final = parent / full[:12]
         _fsync_dir(tmp)
         try:
             os.rename(tmp, final)
@@ -140,6 +155,29 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return WriteResult(final, full, created=True)
+
+
+def _holds_a_run(parent: Path) -> bool:
+    try:
+        return any(not entry.name.startswith(".") for entry in parent.iterdir())
+    except OSError:
+        return True  # then hash first, as always
+
+
+def _hashed(path: str, data: FileContent, digest: t.Any) -> FileContent:
+    """`data`, fed to `digest` as `content_hash` does while it is written."""
+    size = len(data) if isinstance(data, bytes) else data.size
+    digest.update(f"{path}\0{size}\0".encode())
+    if isinstance(data, bytes):
+        digest.update(data)
+        return data
+
+    def chunks() -> t.Iterator[bytes]:
+        for chunk in data:
+            digest.update(chunk)
+            yield chunk
+
+    return StreamedFile(chunks, size=size)
 
 
 def _write_file(path: Path, data: FileContent, *, executable: bool) -> None:

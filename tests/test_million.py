@@ -209,13 +209,29 @@ def test_plan_never_streams_the_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_a_stream_that_breaks_its_size_writes_no_run(tmp_path: Path) -> None:
     liar = StreamedFile(lambda: [b"abc"], size=4)
     with pytest.raises(AssertionError):
-        write_run(tmp_path, "n", {"a": b"x", "b": liar}, {})
-    assert not (tmp_path / "n").exists()  # found while hashing, before anything is written
+        write_run(tmp_path, "n", {"a": b"x", "b": liar}, {})  # hashed while written
+    assert list((tmp_path / "n").iterdir()) == []
+    write_run(tmp_path, "n", {"a": b"other"}, {})  # now a run exists: the next one is hashed first
     calls = iter([[b"abc"], [b"abcd"]])
     changeling = StreamedFile(lambda: next(calls), size=3)  # hashed as 3 bytes, then writes 4
     with pytest.raises(AssertionError):
         write_run(tmp_path, "n", {"a": b"x", "b": changeling}, {})
-    assert list((tmp_path / "n").iterdir()) == []
+    assert len(list((tmp_path / "n").iterdir())) == 1
+
+
+def test_hashed_while_written_or_first_the_run_is_the_same(tmp_path: Path) -> None:
+    files = {"z": b"last", "a/b": StreamedFile(lambda: [b"12", b"345"]), "m": StreamedFile(lambda: iter([]), size=0)}
+    record = {"manifest.yaml": b"# not hashed\n"}
+    first = write_run(tmp_path / "one", "n", files, record)  # an empty folder: hashed while written
+    write_run(tmp_path / "two", "n", {"other": b"x"}, record)
+    second = write_run(tmp_path / "two", "n", files, record)  # beside another run: hashed first
+    plain = {"z": b"last", "a/b": b"12345", "m": b""}
+    assert first.created and second.created and first.hash == second.hash == old_content_hash(plain)
+    assert first.path.name == second.path.name == first.hash[:12]
+    for run in (first.path, second.path):
+        assert {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()} == {**plain, **record}
+    again = write_run(tmp_path / "one", "n", files, record)
+    assert not again.created and again.path == first.path
 
 
 # ----------------------------------------------------------------- bounded memory
