@@ -31,9 +31,10 @@ _TMP_PREFIX = ".tmp-"
 class StreamedFile:
     """The bytes of a generated file as chunks, produced anew each time it is iterated.
 
-    `produce` must give the same bytes on every call (the file is read once for the
-    run's hash and once to write it). `size` and `sha256` may be given when they are
-    known without producing the bytes; otherwise their first use reads the file.
+    `produce` must give the same bytes on every call: the file may be read for its
+    size, for the run's hash and to write it (writing checks the size). `size` and
+    `sha256` may be given when they are known without producing the bytes; otherwise
+    their first use reads the file.
     """
 
     __slots__ = ("_digest", "_produce", "_size")
