@@ -15,6 +15,7 @@ from .validate import validate_manifest
 
 if t.TYPE_CHECKING:
     from .plan import JobPlan
+    from .render import RenderedFiles
     from .write import WriteResult
 
 
@@ -60,8 +61,11 @@ class CompileResult:
     warnings: list[Problem]
 
 
-def build_job(path: str) -> tuple[JobPlan, dict[str, bytes], LoadedManifest, list[Problem]]:
-    """Load, validate, resolve, plan and render a manifest; writes nothing."""
+def build_job(path: str) -> tuple[JobPlan, RenderedFiles, LoadedManifest, list[Problem]]:
+    """Load, validate, resolve, plan and render a manifest; writes nothing.
+
+    The files are rendered when first read: `plan` reads plan.txt alone.
+    """
     from .plan import plan_job
     from .render import render_job
 

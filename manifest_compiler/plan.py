@@ -58,7 +58,7 @@ class JobPlan:
     log_in_script: bool  # no variables in log_path: #SBATCH --output can carry it
     log_dir: str  # outputs.logs as written (symbolic); a later chunk's tasks log there themselves
     log_vars: list[str]  # the variables log_dir uses (checked by the job only where it needs them)
-    tasks: list[str]
+    tasks: t.Sequence[str]  # a GridTasks for a grid: computed on demand, never a million strings
     array: str | None  # --array value, None for a single task
     local_root: str  # local_tmp (symbolic)
     local_dir: str  # the task's own folder under local_tmp (symbolic)

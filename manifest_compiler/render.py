@@ -1,4 +1,8 @@
-"""Render: JobPlan -> the files of a job directory ({relative path: bytes}). Pure.
+"""Render: JobPlan -> the files of a job directory ({relative path: content}). Pure.
+
+The tasks and resolved.json are streamed (`StreamedFile`): their bytes are
+produced in chunks when written or hashed, so a million tasks never sit in
+memory as one string, a list of strings or a list of offsets.
 
 Templates are jinja2 files in the package; they see only the plan. Two filters do
 all shell quoting: `sh` for literal words and `shpath` for manifest paths, whose
@@ -8,14 +12,22 @@ byte stays literal.
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import functools
 import hashlib
+import itertools
 import json
+import math
+import operator
 import re
 import shlex
 import typing as t
+from collections import abc
+from json.encoder import encode_basestring
 
 from .plan import VARIABLE, JobPlan
+from .write import FileContent, StreamedFile
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 PLAN_TASKS_SHOWN = 20
@@ -115,43 +127,228 @@ def _environment() -> t.Any:
     return env
 
 
+_CHUNK = 1 << 16  # characters of resolved.json per chunk
+_BATCH = 4096  # tasks per chunk of tasks/commands and tasks/index
+_INDEX_LINE = f"%0{INDEX_WIDTH}d\n"
+_TASKS_PATH = ("run", "tasks")
+_JSON = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False)
+_T = t.TypeVar("_T")
+
+
 def _json(value: t.Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def _batches(items: t.Iterable[_T]) -> t.Iterator[list[_T]]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, _BATCH)):
+        yield batch
+
+
+def command_chunks(tasks: t.Iterable[str]) -> t.Iterator[bytes]:
+    """tasks/commands, in chunks: each command followed by a newline."""
+    for batch in _batches(tasks):
+        batch.append("")
+        yield "\n".join(batch).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskBytes:
+    """What one pass over the tasks learns, so that no later pass is needed for it.
+
+    `ends` costs 8 bytes a task (not a Python object a task): 8 MB for a million.
+    """
+
+    sha256: str  # of tasks/commands
+    size: int  # bytes of tasks/commands
+    ends: array.array[int]  # 0, then where each command's line ends in tasks/commands
+    json_size: int  # bytes of the tasks as JSON strings (quotes included), summed
+
+
+def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
+    """Hash tasks/commands and measure what tasks/index and resolved.json need, in one pass."""
+    digest = hashlib.sha256()
+    ends = array.array("Q", [0])
+    json_size = 0
+    for batch in _batches(tasks):
+        batch.append("")
+        text = "\n".join(batch)
+        data = text.encode()
+        digest.update(data)
+        batch.pop()
+        ascii_only = len(data) == len(text)  # then a command has as many bytes as characters
+        lengths = map(len, batch) if ascii_only else (len(c.encode()) for c in batch)
+        offsets = itertools.accumulate(map(operator.add, lengths, itertools.repeat(1)), initial=ends[-1])
+        next(offsets)
+        ends.extend(offsets)
+        quoted = "".join(map(encode_basestring, batch))
+        json_size += len(quoted) if ascii_only else len(quoted.encode())
+    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size)
+
+
+def index_chunks(ends: t.Sequence[int]) -> t.Iterator[bytes]:
+    """tasks/index, in chunks: N+1 fixed-width offsets, where each command starts and the end."""
+    for i in range(0, len(ends), _BATCH):
+        batch = tuple(ends[i : i + _BATCH])
+        yield ((_INDEX_LINE * len(batch)) % batch).encode()
+
+
 def encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:
     """tasks/commands (each command then a newline) and tasks/index (N+1 fixed-width offsets)."""
-    encoded = [c.encode() for c in tasks]
-    commands = b"\n".join(encoded) + b"\n"
-    offsets, pos = [], 0
-    for c in encoded:
-        offsets.append(pos)
-        pos += len(c) + 1
-    offsets.append(pos)
-    index = "".join(f"{o:0{INDEX_WIDTH}d}\n" for o in offsets).encode()
-    return commands, index
+    return b"".join(command_chunks(tasks)), b"".join(index_chunks(survey_tasks(tasks).ends))
 
 
-def render_job(plan: JobPlan) -> dict[str, bytes]:
-    """Every generated file of the job directory, by relative path."""
+def resolved_json_chunks(resolved: dict[str, t.Any]) -> t.Iterator[bytes]:
+    """resolved.json in chunks: the bytes of `json.dumps(resolved, indent=2, sort_keys=True,
+    ensure_ascii=False) + "\\n"`, with run.tasks streamed from its sequence, never a list.
+    """
+    buf: list[str] = []
+    size = 0
+    for piece in _json_pieces(resolved, 0, (), _task_list_pieces):
+        buf.append(piece)
+        size += len(piece)
+        if size >= _CHUNK:
+            yield "".join(buf).encode()
+            buf, size = [], 0
+    buf.append("\n")
+    yield "".join(buf).encode()
+
+
+def resolved_json_size(resolved: dict[str, t.Any], tasks: TaskBytes) -> int:
+    """The length of resolved.json, from the rest of the document and the measured tasks."""
+    rest = sum(len(piece.encode()) for piece in _json_pieces(resolved, 0, (), lambda _tasks, _level: iter(())))
+    n, level = len(tasks.ends) - 1, len(_TASKS_PATH)
+    if n == 0:
+        return rest + len("[]\n")
+    inner = "\n" + "  " * (level + 1)
+    return rest + len("[" + inner) + tasks.json_size + (n - 1) * len("," + inner) + len("\n" + "  " * level + "]") + len("\n")
+
+
+TaskListPieces = t.Callable[[t.Sequence[str], int], t.Iterator[str]]
+_SCALARS = (str, int, float, type(None))  # bool is an int
+
+
+def _task_list_pieces(tasks: t.Sequence[str], level: int) -> t.Iterator[str]:
+    return _list_pieces(tasks, level, encode_basestring)
+
+
+def _list_pieces(items: t.Sequence[t.Any], level: int, encode: t.Callable[[t.Any], str]) -> t.Iterator[str]:
+    if not items:
+        yield "[]"
+        return
+    inner = "\n" + "  " * (level + 1)
+    yield "[" + inner
+    separator = "," + inner
+    for i, batch in enumerate(_batches(items)):
+        yield (separator if i else "") + separator.join(map(encode, batch))
+    yield "\n" + "  " * level + "]"
+
+
+def _scalar_json(value: t.Any) -> str:
+    """One scalar as json.dumps writes it (json.encoder's rules, in its order)."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _json_pieces(value: t.Any, level: int, path: tuple[str, ...], task_list: TaskListPieces) -> t.Iterator[str]:
+    # json.dumps with an indent writes a value nested at depth d exactly as it writes
+    # it alone, with 2*d spaces after each newline (a JSON string holds no raw newline)
+    if path == _TASKS_PATH and isinstance(value, abc.Sequence) and not isinstance(value, str):
+        yield from task_list(value, level)
+        return
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        inner = "\n" + "  " * (level + 1)
+        for i, key in enumerate(sorted(value)):
+            yield ("{" if i == 0 else ",") + inner + encode_basestring(key) + ": "
+            yield from _json_pieces(value[key], level + 1, (*path, key), task_list)
+        yield "\n" + "  " * level + "}"
+        return
+    if isinstance(value, list):  # a grid parameter may hold a million values: no generator per value
+        kinds = set(map(type, value))
+        if all(issubclass(k, str) for k in kinds):
+            yield from _list_pieces(value, level, encode_basestring)
+            return
+        if all(issubclass(k, _SCALARS) for k in kinds):
+            yield from _list_pieces(value, level, _scalar_json)
+            return
+    pad = "\n" + "  " * level
+    for chunk in _JSON.iterencode(value):
+        yield chunk.replace("\n", pad) if level else chunk
+
+
+SmallFile = t.Literal["job.sbatch", "mounts.json", "plan.txt"]  # always bytes
+
+
+class RenderedFiles(abc.Mapping[str, FileContent]):
+    """The files of a job directory by relative path, each rendered when first asked for.
+
+    `mcompile plan` reads plan.txt only, so it never streams the tasks.
+    """
+
+    def __init__(self, makers: dict[str, t.Callable[[], FileContent]]) -> None:
+        self._makers = makers
+        self._made: dict[str, FileContent] = {}
+
+    @t.overload
+    def __getitem__(self, path: SmallFile) -> bytes: ...
+
+    @t.overload
+    def __getitem__(self, path: str) -> FileContent: ...
+
+    def __getitem__(self, path: str) -> FileContent:
+        if path not in self._made:
+            self._made[path] = self._makers[path]()
+        return self._made[path]
+
+    def __iter__(self) -> t.Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
+def render_job(plan: JobPlan) -> RenderedFiles:
+    """Every generated file of the job directory, by relative path.
+
+    job.sbatch, mounts.json and plan.txt are bytes; resolved.json and the tasks are
+    `StreamedFile`s, whatever their size.
+    """
     env = _environment()
-    commands, index = encode_tasks(plan.tasks)
-    n = len(plan.tasks)
-    context = {
-        "plan": plan,
-        "ntasks": n,
-        "index_width": INDEX_WIDTH,
-        "tasks_sha256": hashlib.sha256(commands).hexdigest(),
-        "shown_tasks": _shown_tasks(plan.tasks),
-    }
-    return {
-        "job.sbatch": env.get_template("job.sbatch.j2").render(context).encode(),
-        "mounts.json": _json([m.as_dict() for m in plan.mounts]),
-        "plan.txt": env.get_template("plan.txt.j2").render(context).encode(),
-        "resolved.json": _json(plan.resolved),
-        "tasks/commands": commands,
-        "tasks/index": index,
-    }
+    tasks = plan.tasks
+    n = len(tasks)
+
+    @functools.cache
+    def survey() -> TaskBytes:
+        return survey_tasks(tasks)
+
+    def render(template: str, **extra: t.Any) -> bytes:
+        context = {"plan": plan, "ntasks": n, "index_width": INDEX_WIDTH, "shown_tasks": _shown_tasks(tasks), **extra}
+        return t.cast(str, env.get_template(template).render(context)).encode()
+
+    return RenderedFiles({
+        # the script checks tasks/commands against its hash: one pass over the tasks, which
+        # also measures resolved.json and finds the offsets of tasks/index
+        "job.sbatch": lambda: render("job.sbatch.j2", tasks_sha256=survey().sha256),
+        "mounts.json": lambda: _json([m.as_dict() for m in plan.mounts]),
+        "plan.txt": lambda: render("plan.txt.j2"),
+        "resolved.json": lambda: StreamedFile(lambda: resolved_json_chunks(plan.resolved),
+                                              size=resolved_json_size(plan.resolved, survey())),
+        "tasks/commands": lambda: StreamedFile(lambda: command_chunks(tasks), size=survey().size, sha256=survey().sha256),
+        "tasks/index": lambda: StreamedFile(lambda: index_chunks(survey().ends), size=(n + 1) * (INDEX_WIDTH + 1)),
+    })
 
 
 def _shown_tasks(tasks: t.Sequence[str]) -> list[tuple[int | None, str]]:

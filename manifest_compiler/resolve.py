@@ -1,17 +1,25 @@
-"""Resolve: valid manifest data -> the resolved manifest (a plain, JSON-ready dict).
+"""Resolve: valid manifest data -> the resolved manifest (a JSON-ready dict).
 
 Defaults are filled, time and memory normalised, and the run expanded into its
 tasks (one command per array task). The result is what `resolved.json` holds and
 what `diff` compares: two manifests that mean the same resolve the same.
 Pure: no I/O, no environment lookups (`$VARS` stay symbolic).
+
+The tasks of a grid are a `GridTasks`, a read-only sequence that computes each
+command when asked, so a million-task grid is never a million strings in memory;
+every other value is plain JSON data (`render` writes resolved.json from it as a
+stream; `json.dumps(resolved, default=list)` gives the same document).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import operator
 import re
 import shlex
 import typing as t
+from collections import abc
 
 from .load import scalar_text
 from .units import format_mem, format_time, parse_mem, parse_time
@@ -34,23 +42,88 @@ def grid_placeholders(template: str) -> list[str]:
     return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
 
 
+class GridTasks(abc.Sequence[str]):
+    """The commands of a grid, computed on demand instead of held as a list.
+
+    Task i is the i-th combination of the cartesian product in declared order (the
+    last parameter varies fastest), each value shell-quoted (`shlex.quote`) into
+    the template. Only the quoted parameter values are kept, so a 1,000,000-task
+    grid costs the memory of its parameter lists, not of its commands. It behaves
+    as a read-only list of str: `len`, iteration, `tasks[i]` (negative too),
+    slices (a list), and equality with a list or another GridTasks holding the
+    same commands.
+    """
+
+    __slots__ = ("_format", "_len", "_quoted", "_radices")
+
+    def __init__(self, template: str, parameters: t.Mapping[str, t.Sequence[t.Any]]) -> None:
+        """Compile the template into one `str.format` pattern over the quoted values.
+
+        Raises:
+            ValueError: the template names a parameter that does not exist.
+        """
+        pieces = _PLACEHOLDER.split(template)  # literal, name, literal, name, ...
+        literals, names = pieces[0::2], pieces[1::2]
+        order = list(parameters)
+        pattern = [_format_literal(literals[0])]
+        for name, literal in zip(names, literals[1:], strict=True):
+            pattern.append(f"{{{order.index(name)}}}")
+            pattern.append(_format_literal(literal))
+        self._format = "".join(pattern)
+        self._quoted = tuple(tuple(shlex.quote(scalar_text(v)) for v in parameters[name]) for name in order)
+        self._radices = tuple(len(q) for q in self._quoted)
+        self._len = math.prod(self._radices)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> t.Iterator[str]:
+        return itertools.starmap(self._format.format, itertools.product(*self._quoted))
+
+    @t.overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @t.overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        i = operator.index(index)
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError("grid task index out of range")
+        combo = []
+        for values, radix in zip(reversed(self._quoted), reversed(self._radices), strict=True):
+            i, digit = divmod(i, radix)
+            combo.append(values[digit])
+        return self._format.format(*reversed(combo))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GridTasks) and (self._format, self._quoted) == (other._format, other._quoted):
+            return True
+        if not isinstance(other, (GridTasks, list)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # like a list: equal to lists, so not hashable
+
+    def __repr__(self) -> str:
+        return f"<GridTasks: {self._len} tasks of {self._format!r}>"
+
+
+def _format_literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def expand_grid(template: str, parameters: dict[str, list[t.Any]]) -> t.Iterator[str]:
     """The commands of a grid: cartesian product in declared order, values shell-quoted.
 
     A value can never become a second shell word or command: each substitution is
     one quoted word (`shlex.quote`), whatever bytes it holds.
     """
-    pieces = _PLACEHOLDER.split(template)  # literal, name, literal, name, ...
-    literals, names = pieces[0::2], pieces[1::2]
-    order = list(parameters)
-    quoted = [[shlex.quote(scalar_text(v)) for v in parameters[name]] for name in order]
-    slot = [order.index(name) for name in names]
-    for combo in itertools.product(*quoted):
-        out = [literals[0]]
-        for i, lit in zip(slot, literals[1:], strict=True):
-            out.append(combo[i])
-            out.append(lit)
-        yield "".join(out)
+    return iter(GridTasks(template, parameters))
 
 
 def _join(root: str, *parts: str) -> str:
@@ -156,7 +229,7 @@ def _resolve_run(run: dict[str, t.Any]) -> dict[str, t.Any]:
             "kind": "grid",
             "template": grid["template"],
             "parameters": parameters,
-            "tasks": list(expand_grid(grid["template"], parameters)),
+            "tasks": GridTasks(grid["template"], parameters),
         }
     sweep = run["sweep"]
     per_agent = sweep.get("runs_per_agent", 1)

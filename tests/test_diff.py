@@ -523,3 +523,32 @@ def test_huge_task_lists_that_all_differ_are_compared_by_position_quickly() -> N
     assert time.perf_counter() - start < 5  # difflib alone would take minutes here
     assert [c.kind for c in changes].count("changed") == n and [c.kind for c in changes].count("added") == 10
     assert changes[0].path == "run.tasks[0]" and changes[-1].path == f"run.tasks[{n + 9}]"
+
+
+def test_tasks_compared_by_position_report_only_those_that_differ() -> None:
+    from manifest_compiler.diff import _ALIGN_AT_MOST, _sequence_changes
+
+    n = 3 * _ALIGN_AT_MOST
+    old = [f"python t.py --seed {i}" for i in range(n)]
+    new = [c + " --x" if i % 3 == 0 else c for i, c in enumerate(old)]  # a third differ, spread out
+    changes = _sequence_changes("run.tasks", old, new)
+    assert [c.path for c in changes] == [f"run.tasks[{i}]" for i in range(0, n, 3)]
+    assert all(c.kind == "changed" and c.old != c.new for c in changes)
+
+
+def test_summary_against_previous_skips_huge_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import manifest_compiler.diff as diff
+
+    src = (ROOT / "manifests" / "grid.yaml").read_text()
+    m = tmp_path / "m.yaml"
+    m.write_text(src)
+    runs = str(tmp_path / "runs")
+    first = compile_manifest(str(m), runs_dir=runs)  # 6 tasks
+    m.write_text(src.replace("seed: [1, 2, 3]", "seed: [1, 2]"))
+    second = compile_manifest(str(m), runs_dir=runs)  # 4 tasks
+    monkeypatch.setattr(diff, "SUMMARY_TASKS_AT_MOST", 5)
+    line = summary_against_previous(second.plan.resolved, runs, exclude=second.run.path)
+    assert line == f"since {first.run.path}: not compared (6 tasks; `mcompile diff {first.run.path} {second.run.path}` compares them)"
+    monkeypatch.setattr(diff, "SUMMARY_TASKS_AT_MOST", 6)
+    line = summary_against_previous(second.plan.resolved, runs, exclude=second.run.path)
+    assert line is not None and line.startswith(f"since {first.run.path}: ") and "not compared" not in line
