@@ -30,6 +30,9 @@ from .plan import VARIABLE, JobPlan
 from .write import FileContent, StreamedFile
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
+# tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task
+# checks the block(s) holding its command, not a file of a million commands.
+BLOCK_SIZE = 1 << 20
 PLAN_TASKS_SHOWN = 20
 
 _DQ_SPECIAL = re.compile(r'([\\"$`])')
@@ -163,6 +166,7 @@ class TaskBytes:
     size: int  # bytes of tasks/commands
     ends: array.array[int]  # 0, then where each command's line ends in tasks/commands
     json_size: int  # bytes of the tasks as JSON strings (quotes included), summed
+    blocks: bytes  # tasks/blocks: the SHA-256 of each BLOCK_SIZE bytes of tasks/commands, a line each
 
 
 def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
@@ -170,11 +174,21 @@ def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
     digest = hashlib.sha256()
     ends = array.array("Q", [0])
     json_size = 0
+    blocks: list[str] = []
+    block, in_block = hashlib.sha256(), 0
     for batch in _batches(tasks):
         batch.append("")
         text = "\n".join(batch)
         data = text.encode()
         digest.update(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), BLOCK_SIZE - in_block)
+            block.update(view[:take])
+            in_block, view = in_block + take, view[take:]
+            if in_block == BLOCK_SIZE:
+                blocks.append(block.hexdigest())
+                block, in_block = hashlib.sha256(), 0
         batch.pop()
         ascii_only = len(data) == len(text)  # then a command has as many bytes as characters
         lengths = map(len, batch) if ascii_only else (len(c.encode()) for c in batch)
@@ -183,7 +197,9 @@ def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
         ends.extend(offsets)
         quoted = "".join(map(encode_basestring, batch))
         json_size += len(quoted) if ascii_only else len(quoted.encode())
-    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size)
+    if in_block or not blocks:
+        blocks.append(block.hexdigest())
+    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode())
 
 
 def index_chunks(ends: t.Sequence[int]) -> t.Iterator[bytes]:
@@ -339,15 +355,18 @@ def render_job(plan: JobPlan) -> RenderedFiles:
         return t.cast(str, env.get_template(template).render(context)).encode()
 
     return RenderedFiles({
-        # the script checks tasks/commands against its hash: one pass over the tasks, which
-        # also measures resolved.json and finds the offsets of tasks/index
-        "job.sbatch": lambda: render("job.sbatch.j2", tasks_sha256=survey().sha256),
+        # the script checks tasks/blocks against its hash, and its command's block against
+        # tasks/blocks: one pass over the tasks, which also measures resolved.json and finds
+        # the offsets of tasks/index
+        "job.sbatch": lambda: render("job.sbatch.j2", blocks_sha256=hashlib.sha256(survey().blocks).hexdigest(),
+                                     block_size=BLOCK_SIZE),
         "mounts.json": lambda: _json([m.as_dict() for m in plan.mounts]),
         "plan.txt": lambda: render("plan.txt.j2"),
         "resolved.json": lambda: StreamedFile(lambda: resolved_json_chunks(plan.resolved),
                                               size=resolved_json_size(plan.resolved, survey())),
         "tasks/commands": lambda: StreamedFile(lambda: command_chunks(tasks), size=survey().size, sha256=survey().sha256),
         "tasks/index": lambda: StreamedFile(lambda: index_chunks(survey().ends), size=(n + 1) * (INDEX_WIDTH + 1)),
+        "tasks/blocks": lambda: survey().blocks,
     })
 
 

@@ -197,6 +197,28 @@ def test_clear_failure_before_the_container_starts(breakage: str, message: str, 
     assert _calls(stand_in_env) == [], "the container must not start"
 
 
+def test_a_task_checks_the_blocks_of_its_own_command(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                     stand_in_env: dict[str, str]) -> None:
+    """Commands of 100 KB over 1 MiB blocks: each task verifies the block(s) holding its command."""
+    commands = [f"echo {i:02d} # " + "abcdefghijklmnopqrstuvwx"[i] * 100_000 for i in range(24)]
+    run = compile_manifest(str(_write_manifest(tmp_path, commands)), runs_dir=str(tmp_path / "runs")).run.path
+    assert len((run / "tasks" / "blocks").read_text().splitlines()) == 3  # 2.4 MB of commands
+    starts = [int(line) for line in (run / "tasks" / "index").read_text().split()]
+    across = next(i for i in range(24) if starts[i] // 2**20 != (starts[i + 1] - 2) // 2**20)
+    assert across == 10
+    for task in (0, across, 23):  # in block 0; across blocks 0 and 1; in block 2
+        assert _run_task(run, task, cluster_dirs, stand_in_env).returncode == 0
+    assert [c["argv"][-1] for c in _calls(stand_in_env)] == [commands[0], commands[across], commands[23]]
+    data = bytearray((run / "tasks" / "commands").read_bytes())
+    data[-10] = ord("X")  # inside task 23's command, in the last block
+    (run / "tasks" / "commands").chmod(0o644)
+    (run / "tasks" / "commands").write_bytes(bytes(data))
+    assert _run_task(run, 0, cluster_dirs, stand_in_env).returncode == 0  # its block is intact
+    edited = _run_task(run, 23, cluster_dirs, stand_in_env)
+    assert edited.returncode == 1 and "tasks/commands was changed after compile" in edited.stderr
+    assert len(_calls(stand_in_env)) == 4
+
+
 def test_a_shared_local_tmp_gets_its_own_subfolder_removed_at_exit(tmp_path: Path, cluster_dirs: dict[str, Path],
                                                                    stand_in_env: dict[str, str]) -> None:
     shared = tmp_path / "scratch-ssd"
