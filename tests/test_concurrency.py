@@ -36,7 +36,7 @@ from manifest_compiler.stage import fingerprint
 from manifest_compiler.write import RECORD_FILES, content_hash
 
 SEED = 20240611
-GENERATED = ("job.sbatch", "mounts.json", "plan.txt", "resolved.json", "tasks/commands", "tasks/index")
+GENERATED = ("job.sbatch", "mounts.json", "plan.txt", "resolved.json", "tasks/blocks", "tasks/commands", "tasks/index")
 
 
 def grid_manifest(folder: Path, rows: int, cols: int, *, name: str = "race", tag: str = "", filename: str = "") -> Path:

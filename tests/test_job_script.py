@@ -231,6 +231,14 @@ def test_a_shared_local_tmp_gets_its_own_subfolder_removed_at_exit(tmp_path: Pat
     assert [p.name for p in shared.iterdir()] == ["someone-else"]
 
 
+def _exec_environment(monkeypatch: pytest.MonkeyPatch, stand_in_env: dict[str, str], dirs: dict[str, Path]) -> None:
+    """What `mcompile exec` sees on a login node: the runtime double on PATH, $SCRATCH, $HOME."""
+    for key in ("PATH", "APPTAINER_DOUBLE_LOG"):
+        monkeypatch.setenv(key, stand_in_env[key])
+    monkeypatch.setenv("SCRATCH", str(dirs["scratch"]))
+    monkeypatch.setenv("HOME", str(dirs["home"]))
+
+
 def test_exec_runs_one_task_locally_with_the_same_job_script(tmp_path: Path, cluster_dirs: dict[str, Path],
                                                              stand_in_env: dict[str, str],
                                                              monkeypatch: pytest.MonkeyPatch,
@@ -240,10 +248,7 @@ def test_exec_runs_one_task_locally_with_the_same_job_script(tmp_path: Path, clu
     commands = ["exit 9", "cat /data/ds/train/x.txt > /scratch_storage/got.txt; printf '%s' \"$API_KEY\" | wc -c"]
     manifest = _write_manifest(tmp_path, commands, data={"subsets": ["ds/train"], "stage": "archive"})
     run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
-    for key in ("PATH", "APPTAINER_DOUBLE_LOG"):
-        monkeypatch.setenv(key, stand_in_env[key])
-    monkeypatch.setenv("SCRATCH", str(cluster_dirs["scratch"]))
-    monkeypatch.setenv("HOME", str(cluster_dirs["home"]))
+    _exec_environment(monkeypatch, stand_in_env, cluster_dirs)
     assert main(["exec", str(run), "--task", "1"]) == 0
     assert (cluster_dirs["scratch"] / "proj" / "jobtest" / "local_1" / "got.txt").read_text() == "data-line\n"
     assert _calls(stand_in_env)[0]["argv"][-1] == commands[1]
@@ -272,10 +277,7 @@ def test_exec_runs_a_task_of_the_commands_example_byte_for_byte(tmp_path: Path, 
     mnist.mkdir(parents=True)
     (mnist / "train.csv").write_text("0,1\n")
     run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
-    for key in ("PATH", "APPTAINER_DOUBLE_LOG"):
-        monkeypatch.setenv(key, stand_in_env[key])
-    monkeypatch.setenv("SCRATCH", str(cluster_dirs["scratch"]))
-    monkeypatch.setenv("HOME", str(cluster_dirs["home"]))
+    _exec_environment(monkeypatch, stand_in_env, cluster_dirs)
     assert main(["exec", str(run), "--task", "1"]) == 0
     args = (cluster_dirs["scratch"] / "mnist-study" / "mnist-commands" / "local_1" / "python-args.txt").read_text()
     assert args.split() == doc["run"]["commands"][1].split()[1:]
