@@ -115,7 +115,7 @@ class Setup:
         self.stamps.mkdir()
         lines = self.job.read_text().splitlines(keepends=True)
         assert lines[0] == "#!/bin/bash\n"
-        at = next(i for i, line in enumerate(lines) if line.startswith('"$runtime" '))
+        at = next(i for i, line in enumerate(lines) if line.lstrip().startswith('"$runtime" '))
         self.stamped = base / "job-stamped.sbatch"
         self.stamped.write_text(
             lines[0]
@@ -195,7 +195,7 @@ def double_argv(setup: Setup) -> tuple[list[str], Path]:
     for b in binds:
         os.makedirs(b["source"], exist_ok=True)
     env_file = Path(entry["env_file"])
-    values = {"SLURM_JOB_ID": str(job_id), "MCOMPILE_JOB": str(job_id), "MCOMPILE_TASK": "0"}
+    values = {"SLURM_JOB_ID": str(job_id), "MCOMPILE_JOB": str(job_id), "MCOMPILE_TASK": "0", "MCOMPILE_RESTART": "0"}
     assert set(entry["env_file_names"]) <= set(values), entry["env_file_names"]
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("".join(f"{n}={values[n]}\n" for n in entry["env_file_names"]))
@@ -270,17 +270,22 @@ def local_rounds(setup: Setup, runs: int) -> dict[str, list[float]]:
 
 PS4_RE = re.compile(r"^(\++) (\d+\.\d+) (\d+) (.*)$")
 
-# Steps of job.sbatch, each from the first line matching its pattern to the next step.
+# Regions of job.sbatch, each from the first line matching its pattern to the next region, in
+# the order of the file (the job defines functions first and calls them at its end, so a
+# region's lines run when its function is called; a line's cost goes to its region).
 STEPS = [
     ("checks (set, required vars, ids, task number, readable tasks/)", r"^set -euo pipefail"),
-    ("checksum of tasks/commands (sha256sum)", r"^tasks_sum="),
-    ("read the task's command (dd x2)", r"^index_record="),
-    ("node-local folders (trap, rm -rf, mkdir -p per mount)", r"^MCOMPILE_LOCAL="),
-    ("image check, runtime lookup", r"^image="),
-    ("env-file ((umask) subshell, printf)", r"^env_file="),
-    ("bind plan (mcompile_bind per mount)", r"^binds=\(\)"),
-    ("flags, log line ($(hostname))", r"^flags=\("),
-    ("runtime double: exec -> command start", r'^"\$runtime" '),
+    ("checksum of tasks/blocks (sha256sum)", r"^blocks_sum="),
+    ("read the index record (dd)", r"^index_record="),
+    ("check the command's block (dd | sha256sum, sed)", r"^for \(\(block"),
+    ("read the task's command (dd)", r"^task_command=\$\("),
+    ("prepare: node-local folders (rm -rf, mkdir -p), image check", r"^mcompile_prepare\(\)"),
+    ("runtime lookup", r"^(if command -v apptainer|runtime=)"),
+    ("signal forwarding (traps)", r"^mcompile_child="),
+    ("env-file ((umask) subshell, printf)", r"^  local env_file="),
+    ("bind plan (mcompile_bind per mount)", r"^  local binds=\(\)"),
+    ("flags, log line ($(hostname))", r"^  local flags=\("),
+    ("runtime double: exec -> command start", r'^  "\$runtime" '),
 ]
 
 
