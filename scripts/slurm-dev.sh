@@ -231,6 +231,10 @@ write_configs() {
 
     local max_job_count=10000
     ((MAX_ARRAY_SIZE + 100 > max_job_count)) && max_job_count=$((MAX_ARRAY_SIZE + 100))
+    # Job ids go on from the clock, so a restarted cluster does not hand out the ids of the
+    # last one again (as a real cluster never does): logs and outputs named by job id, and
+    # opened in append mode, are not reused by a later job.
+    local first_job_id=$(($(date +%s) % 50000000 + 1000))
 
     local auth_info="socket=$MUNGE_SOCKET,cred_expire=10"
     {
@@ -264,6 +268,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=1
 MinJobAge=600
 MaxArraySize=$MAX_ARRAY_SIZE
+FirstJobId=$first_job_id
 MaxJobCount=$max_job_count
 JobRequeue=1
 ReturnToService=2
