@@ -449,8 +449,13 @@ def _log_name(sub: dict[str, t.Any]) -> str | None:
     return None
 
 
+# `runs RUN` lists every task up to this many; a larger run is summed up by state.
+TASK_TABLE_MAX = 100
+
+
 def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
-    """The text of `runs`; with `detail` (one RUN) the tasks not completed are listed by state."""
+    """The text of `runs`; with `detail` (one RUN) the tasks not completed, by state, and every
+    task's latest attempt when the run is small."""
     if not runs:
         return "no compiled runs\n"
     lines = []
@@ -478,6 +483,11 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(r["task_states"].items()))
             lines.append(f"  tasks (latest attempt): {counts}")
             rows: list[TaskRow] = r["task_rows"]
+            if detail and len(rows) <= TASK_TABLE_MAX:
+                lines.append(f"    {'task':>6}  {'state':<14} {'exit':>5}  {'attempts':>8}  job")
+                for row in rows:
+                    code = exit_status(row.exit_code) if row.exit_code else None
+                    lines.append(f"    {row.task:>6}  {row.state:<14} {'' if code is None else code:>5}  {row.attempts:>8}  {row.job_id or ''}")
             if detail:
                 by_state: dict[str, list[int]] = {}
                 for row in rows:

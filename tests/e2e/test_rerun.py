@@ -143,6 +143,10 @@ def test_rerun_failed_queues_exactly_the_failed_tasks(project: Project) -> None:
     tasks = _tasks(project, "flaky")
     assert [(t["state"], t["attempts"]) for t in tasks] == [("COMPLETED", 1), ("COMPLETED", 2), ("COMPLETED", 1),
                                                           ("COMPLETED", 2), ("COMPLETED", 1)]
+    table = project.mcompile("runs", "flaky", "--runs", str(project.runs)).stdout.splitlines()
+    rows = [line.split() for line in table[table.index(next(x for x in table if x.split()[:2] == ["task", "state"])) + 1:][:5]]
+    assert rows == [["0", "COMPLETED", "0", "1", job], ["1", "COMPLETED", "0", "2", job2], ["2", "COMPLETED", "0", "1", job],
+                    ["3", "COMPLETED", "0", "2", job2], ["4", "COMPLETED", "0", "1", job]], table
     assert tasks[1]["job_id"] == tasks[3]["job_id"] == job2 and tasks[0]["job_id"] == job
     assert (project.outputs("flaky", job2, 3) / "try").read_text() == "second\n"
 
