@@ -167,6 +167,7 @@ def test_exec_entry_runs_bash_c(tmp_path: Path, cluster_dirs: dict[str, Path], s
         ("no-data", "data subset ds/train not found"),
         ("no-secret", "secret API_KEY: cannot read"),
         ("edited-tasks", "tasks/commands was changed after compile"),
+        ("damaged-index", "tasks/index is damaged at task 0"),
     ],
 )
 def test_clear_failure_before_the_container_starts(breakage: str, message: str, tmp_path: Path,
@@ -187,6 +188,9 @@ def test_clear_failure_before_the_container_starts(breakage: str, message: str, 
     if breakage == "edited-tasks":
         (run / "tasks" / "commands").chmod(0o644)
         (run / "tasks" / "commands").write_text("rm -rf /\n")
+    if breakage == "damaged-index":
+        (run / "tasks" / "index").chmod(0o644)
+        (run / "tasks" / "index").write_text("00000000000\n")  # cut short: its end would read as 0
     if breakage == "unset-scratch":
         env.update({"SLURM_JOB_ID": "1", "SLURM_SUBMIT_DIR": str(run), "SLURM_TMPDIR": str(cluster_dirs["local"]), "HOME": str(cluster_dirs["home"])})
         proc = subprocess.run(["bash", str(run / "job.sbatch")], env=env, capture_output=True, text=True, timeout=60)
