@@ -274,14 +274,14 @@ PS4_RE = re.compile(r"^(\++) (\d+\.\d+) (\d+) (.*)$")
 # the order of the file (the job defines functions first and calls them at its end, so a
 # region's lines run when its function is called; a line's cost goes to its region).
 STEPS = [
-    ("checks (set, required vars, ids, task number, readable tasks/)", r"^set -euo pipefail"),
+    ("set, mcompile_die", r"^set -euo pipefail"),
+    ("signal traps, checks (required vars, ids, task number, readable tasks/)", r"^mcompile_child="),
     ("checksum of tasks/blocks (sha256sum)", r"^blocks_sum="),
     ("read the index record (dd)", r"^index_record="),
     ("check the command's block (dd | sha256sum, sed)", r"^for \(\(block"),
     ("read the task's command (dd)", r"^task_command=\$\("),
     ("prepare: node-local folders (rm -rf, mkdir -p), image check", r"^mcompile_prepare\(\)"),
     ("runtime lookup", r"^(if command -v apptainer|runtime=)"),
-    ("signal forwarding (traps)", r"^mcompile_child="),
     ("env-file ((umask) subshell, printf)", r"^  local env_file="),
     ("bind plan (mcompile_bind per mount)", r"^  local binds=\(\)"),
     ("flags, log line ($(hostname))", r"^  local flags=\("),
