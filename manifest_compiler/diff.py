@@ -742,16 +742,6 @@ def diff_command(a: str, b: str | None, *, runs_dir: str, fmt: str = "text", col
     return (EXIT_DIFFERENT if result.changes else EXIT_SAME), FORMATTER_BY_NAME[fmt](result, colour)
 
 
-def _task_count(run_dir: Path) -> int:
-    """The tasks of a compiled run, from the size of its fixed-width tasks/index (0 if unreadable)."""
-    from .render import INDEX_WIDTH
-
-    try:
-        return max((run_dir / "tasks" / "index").stat().st_size // (INDEX_WIDTH + 1) - 1, 0)
-    except OSError:
-        return 0
-
-
 def summary_against_previous(resolved: dict[str, t.Any], runs_dir: str, exclude: Path | None = None) -> str | None:
     """One line for `mcompile compile`: what changed since the newest previous run.
 
@@ -767,10 +757,12 @@ def summary_against_previous(resolved: dict[str, t.Any], runs_dir: str, exclude:
         either side it says the runs were not compared: the comparison holds both
         task lists in memory, which a compile of a million tasks does not.
     """
+    from .write import task_count
+
     runs = previous_runs(runs_dir, resolved["name"], exclude)
     if not runs:
         return None
-    most = max(len(resolved["run"]["tasks"]), _task_count(runs[0]))
+    most = max(len(resolved["run"]["tasks"]), task_count(runs[0]))
     if most > SUMMARY_TASKS_AT_MOST:
         new = exclude if exclude is not None else "<manifest>"
         return f"since {runs[0]}: not compared ({most:,} tasks; `mcompile diff {runs[0]} {new}` compares them)"

@@ -212,9 +212,8 @@ def _resolve_requeue(requeue: dict[str, t.Any] | None) -> dict[str, int] | None:
     """before_end in seconds (SLURM's --signal unit); None: no requeue."""
     if requeue is None:
         return None
-    before = requeue.get("before_end", "5m")
     return {
-        "before_end": parse_time(before) if isinstance(before, str) else int(before) * 60,
+        "before_end": parse_time(requeue.get("before_end", "5m")),
         "max_restarts": requeue.get("max_restarts", 3),
     }
 

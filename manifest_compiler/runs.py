@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UsageError
-from .write import read_resolved, select_runs
+from .write import read_resolved, select_runs, task_count
 
 
 @dataclasses.dataclass
@@ -108,7 +108,8 @@ def _expand_spec(spec: str) -> list[int]:
 
 # --- the cluster ----------------------------------------------------------------------------
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+def run_quietly(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """Run a SLURM command; None when it cannot start or does not answer within 60 s."""
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
@@ -118,7 +119,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
 @functools.lru_cache(maxsize=1)
 def slurm_config() -> dict[str, str] | None:
     """`scontrol show config` as a dict; None when SLURM cannot be asked."""
-    proc = _run(["scontrol", "show", "config"])
+    proc = run_quietly(["scontrol", "show", "config"])
     if proc is None or proc.returncode != 0:
         return None
     return dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", proc.stdout, re.M))
@@ -146,7 +147,7 @@ def _started(start: str) -> bool:
 
 def _from_sacct(job_ids: list[str]) -> list[TaskState] | None:
     # --duplicates: every attempt of a requeued task, oldest first
-    proc = _run(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,Start"])
+    proc = run_quietly(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,Start"])
     if proc is None or proc.returncode != 0:
         return None
     merged: dict[tuple[str, int | None], TaskState] = {}
@@ -164,7 +165,7 @@ def _from_sacct(job_ids: list[str]) -> list[TaskState] | None:
 
 
 def _from_squeue(job_ids: list[str]) -> list[TaskState]:
-    proc = _run(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%S"])
+    proc = run_quietly(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%S"])
     out: list[TaskState] = []
     if proc is not None and proc.returncode == 0:
         for line in proc.stdout.splitlines():
@@ -370,7 +371,7 @@ def find_run(runs_dir: str, spec: str) -> Path:
 
 def run_task_rows(run: Path) -> tuple[list[TaskRow], list[Submission], str]:
     """The task rows of one run, its submissions, and where the states came from (one query)."""
-    ntasks = len(read_resolved(run)["run"]["tasks"])
+    ntasks = task_count(run)
     subs = group_submissions(read_submissions(run), ntasks)
     states, source = query_states([c.job_id for s in subs for c in s.chunks])
     return task_rows(ntasks, subs, states), subs, source

@@ -36,6 +36,7 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .plan import log_pattern
 from .runs import (
+    ACTIVE_STATES,
     NOT_QUEUED,
     UNKNOWN,
     Submission,
@@ -44,6 +45,7 @@ from .runs import (
     is_failed,
     parse_task_spec,
     read_submissions,
+    run_quietly,
     run_task_rows,
     slurm_config,
 )
@@ -211,13 +213,8 @@ def _locked(run_dir: Path) -> Iterator[None]:
 
 
 def _still_queued(job_id: str) -> bool:
-    try:
-        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0 and any(s in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "SUSPENDED")
-                                        for s in proc.stdout.split())
+    proc = run_quietly(["squeue", "-h", "-j", job_id, "-o", "%T"])
+    return proc is not None and proc.returncode == 0 and any(s in ACTIVE_STATES for s in proc.stdout.split())
 
 
 @dataclasses.dataclass

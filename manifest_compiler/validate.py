@@ -529,16 +529,15 @@ def _check_requeue(loaded: LoadedManifest, resources: dict[str, t.Any], refused:
     if before is None or "resources.requeue.before_end" in refused:
         return []
     try:
-        seconds = parse_time(before) if isinstance(before, str) else int(before) * 60
+        seconds = parse_time(before)
     except ValueError as e:
         return [loaded.problem(("resources", "requeue", "before_end"), str(e))]
     if seconds > MAX_SIGNAL_SECONDS:
         return [loaded.problem(("resources", "requeue", "before_end"), f"SLURM signals at most {MAX_SIGNAL_SECONDS} seconds before the end; got {seconds}")]
-    limit = resources.get("time")
     try:
-        total = parse_time(limit) if isinstance(limit, str) else int(limit) * 60 if isinstance(limit, int) else None
-    except ValueError:
-        total = None
-    if total is not None and seconds >= total:
+        total = parse_time(resources["time"])  # a value the schema refused raises
+    except (KeyError, ValueError):
+        return []  # the time's own problem is reported where it is
+    if seconds >= total:
         return [loaded.problem(("resources", "requeue", "before_end"), f"must be shorter than resources.time ({seconds} s is not less than {total} s)")]
     return []

@@ -286,3 +286,16 @@ def read_resolved(run_dir: Path) -> dict[str, t.Any]:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
         raise OperationError(f"{file}: not a resolved manifest (expected an object with name and run)")
     return data
+
+
+def task_count(run_dir: Path) -> int:
+    """The tasks of a compiled run, from the size of its fixed-width tasks/index (0 if unreadable).
+
+    Constant time: a run of a million tasks need not load its resolved.json to say so.
+    """
+    from .render import INDEX_WIDTH
+
+    try:
+        return max((run_dir / "tasks" / "index").stat().st_size // (INDEX_WIDTH + 1) - 1, 0)
+    except OSError:
+        return 0

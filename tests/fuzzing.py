@@ -284,9 +284,7 @@ def expected_directives(doc: dict[str, t.Any], ntasks: int, time: str, mem: str)
     if ntasks > 1:
         out.append(("array", f"0-{ntasks - 1}" + (f"%{res['max_parallel']}" if "max_parallel" in res else "")))
     if "requeue" in res:
-        before = res["requeue"].get("before_end", "5m")
-        seconds = parse_time(before) if isinstance(before, str) else before * 60
-        out += [("signal", f"B:USR1@{seconds}"), ("requeue", None)]
+        out += [("signal", f"B:USR1@{parse_time(res['requeue'].get('before_end', '5m'))}"), ("requeue", None)]
     out.append(("open-mode", "append"))
     for key, value in cluster.get("sbatch_options", {}).items():
         out.append((key, None if value is True else value_text(value)))
@@ -314,7 +312,7 @@ def _launcher(draw: st.DrawFn, doc: dict[str, t.Any]) -> None:
         run["launcher"] = launcher
     if draw(st.booleans()):
         requeue: dict[str, t.Any] = {}
-        limit = parse_time(res["time"]) if isinstance(res["time"], str) else res["time"] * 60
+        limit = parse_time(res["time"])
         _optional(draw, requeue, "before_end", st.integers(1, max(1, min(1092, limit // 60 - 1))))
         _optional(draw, requeue, "max_restarts", st.integers(0, 1000))
         if requeue.get("before_end", 5) * 60 < limit:

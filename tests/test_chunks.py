@@ -139,7 +139,7 @@ def test_sacct_rows_give_every_attempt_and_expand_pending_ranges(monkeypatch: py
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 0, out if argv[0] == "sacct" else "", "")
 
-    monkeypatch.setattr(runs, "_run", fake)
+    monkeypatch.setattr(runs, "run_quietly", fake)
     states, source = runs.query_states(["55", "56"])
     by = {(s.job_id, s.task): (s.state, s.exit_code, s.attempts) for s in states}
     assert source == "sacct"
