@@ -8,6 +8,7 @@ repo=$PWD
 demo=${MCOMPILE_DEMO_DIR:-/tmp/mcompile-demo}
 
 bash scripts/setup.sh
+export PATH=$repo/.venv/bin:$PATH # mcompile, from the virtual environment setup.sh made
 export MCOMPILE_SLURM_DIR=${MCOMPILE_SLURM_DIR:-/tmp/mcompile-slurm}
 bash scripts/slurm-dev.sh up
 eval "$(bash scripts/slurm-dev.sh env)"

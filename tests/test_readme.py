@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -35,5 +38,20 @@ def test_the_readme_names_every_command_of_the_cli() -> None:
 def test_the_readme_test_command_is_what_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 -m pytest -q" in readme and "python3 -m pytest -q ||" in ci
-    assert "bash scripts/setup.sh" in ci
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", quick_start, re.S)
+    assert blocks[0] == "bash scripts/demo.sh"
+    setup, test = blocks[1].split(" && ")
+    assert setup == "bash scripts/setup.sh" and test == ".venv/bin/python -m pytest -q"
+    # .ci/run runs the same two steps, and nothing else decides which python runs the tests
+    assert f"\n{setup}\n" in ci and f"\n{test} || status=$?\n" in ci
+    demo = (ROOT / "scripts" / "demo.sh").read_text()
+    assert "\nbash scripts/setup.sh\nexport PATH=$repo/.venv/bin:$PATH" in demo
+
+
+def test_the_suite_runs_on_debians_python_under_ci() -> None:
+    """CI's tests run in .venv, built on /usr/bin/python3 (not another python first on PATH)."""
+    if not os.environ.get("CI"):
+        pytest.skip("only CI is bound to .venv on Debian's python3")
+    assert Path(sys.prefix) == ROOT / ".venv"
+    assert Path(sys.base_prefix) == Path("/usr"), sys.base_prefix
