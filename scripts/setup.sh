@@ -46,4 +46,17 @@ if [ "$("$venv/bin/yaml-language-server" --version 2>/dev/null || true)" != "$yl
 fi
 ln -sfn ../node/node_modules/.bin/yaml-language-server "$venv/bin/yaml-language-server"
 
+# Real PyTorch and Lightning for the distributed tests, in a venv of their own outside the
+# checkout (several GB: kept across clones). MCOMPILE_TORCH_VENV moves it.
+torch_venv=${MCOMPILE_TORCH_VENV:-/opt/mcompile/torch}
+want=$(grep -E '^[a-z]+==' tests/requirements-torch.txt | sort | tr '\n' ' ')
+if [ "$(cat "$torch_venv/.mcompile-requirements" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing $want into $torch_venv (several GB the first time)" >&2
+  [ -x "$torch_venv/bin/python" ] || /usr/bin/python3 -m venv "$torch_venv"
+  "$torch_venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements-torch.txt 2>&1 |
+    grep -v -e "^WARNING: Location" >&2 || true
+  "$torch_venv/bin/python" -c "import torch, lightning" || { echo "setup: torch or lightning missing after install" >&2; exit 1; }
+  printf '%s' "$want" >"$torch_venv/.mcompile-requirements"
+fi
+
 echo "setup: ready; the tools are in .venv/bin (shellcheck 0.9.0 is Debian's /usr/bin/shellcheck)" >&2
