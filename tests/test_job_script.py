@@ -223,6 +223,17 @@ def test_a_task_checks_the_blocks_of_its_own_command(tmp_path: Path, cluster_dir
     assert len(_calls(stand_in_env)) == 4
 
 
+def test_a_failing_task_removes_its_folder_without_a_false_cannot_remove(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                                          stand_in_env: dict[str, str]) -> None:
+    # a bare `return` in the EXIT trap's cleanup returned the failed status from before the trap
+    run = compile_manifest(str(_write_manifest(tmp_path, ["exit 3"])), runs_dir=str(tmp_path / "runs")).run.path
+    proc = _run_task(run, None, cluster_dirs, stand_in_env)
+    assert proc.returncode == 3
+    assert "cannot remove" not in proc.stderr, proc.stderr
+    assert proc.stderr.rstrip().endswith("mcompile: task 0 exited with status 3"), proc.stderr
+    assert list(cluster_dirs["local"].iterdir()) == []
+
+
 def test_a_shared_local_tmp_gets_its_own_subfolder_removed_at_exit(tmp_path: Path, cluster_dirs: dict[str, Path],
                                                                    stand_in_env: dict[str, str]) -> None:
     shared = tmp_path / "scratch-ssd"
