@@ -201,7 +201,8 @@ def wait_for(paths: list[Path], timeout: float = 20) -> None:
 def test_signals_are_forwarded(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    proc = start([*options(1, 2, 0, 29500), str(script), str(tmp_path)], tmp_path)
+    proc = start([*options(1, 2, 0, 29500), str(script), str(tmp_path)], tmp_path,
+                 PET_SIGNALS_TO_HANDLE="SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
     wait_for([tmp_path / "up-0", tmp_path / "up-1"])
     proc.send_signal(signal.SIGUSR1)
     wait_for([tmp_path / "usr1-0", tmp_path / "usr1-1"])
@@ -239,3 +240,21 @@ def test_inside_the_apptainer_double(tmp_path: Path) -> None:
     rec = json.loads((out / "torchrun-node-0.json").read_text())
     assert rec["command"] == ["/usr/bin/python3", "-u", "/opt/app/rendezvous.py"]
     assert sorted(ranks(out)) == [0, 1]
+
+
+def test_without_sigusr1_in_pet_signals_to_handle_it_dies_of_sigusr1(tmp_path: Path) -> None:
+    # like real torchrun: SIGUSR1 is not among the default --signals-to-handle
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {k: v for k, v in os.environ.items() if k != "PET_SIGNALS_TO_HANDLE"}
+    proc = subprocess.Popen([str(DOUBLE), *options(1, 2, 0, 29500), str(script), str(tmp_path)],
+                            env={**env, "TORCHRUN_RECORD_DIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for([tmp_path / "up-0", tmp_path / "up-1"])
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(timeout=30) == -signal.SIGUSR1
+        time.sleep(0.3)
+        assert not list(tmp_path.glob("usr1-*"))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the orphaned workers
