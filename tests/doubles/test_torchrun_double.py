@@ -24,16 +24,21 @@ PROGRAMS = HERE.parent / "programs"
 RENDEZVOUS = PROGRAMS / "rendezvous.py"
 
 
+# the interpreter the double runs on (`#!/usr/bin/env python3`), which it hands its workers
+DOUBLE_PYTHON = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def options(nnodes: int, nproc: int, node_rank: int, port: int, run_id: str = "job-42") -> list[str]:
+def options(nnodes: int, nproc: int, node_rank: int, port: int) -> list[str]:
     return [
         "--nnodes", str(nnodes), "--nproc-per-node", str(nproc), "--node-rank", str(node_rank),
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", run_id,
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
     ]  # fmt: skip
 
 
@@ -68,10 +73,10 @@ def test_one_node_three_processes(tmp_path: Path) -> None:
     rec = json.loads((tmp_path / "torchrun-node-0.json").read_text())
     assert rec["argv"] == args
     assert rec["mode"] == "script"
-    assert rec["command"] == [sys.executable, "-u", str(RENDEZVOUS), "--out", str(tmp_path), "--read", str(data)]
+    assert rec["command"] == [DOUBLE_PYTHON, "-u", str(RENDEZVOUS), "--out", str(tmp_path), "--read", str(data)]
     assert rec["options"] == {
-        "nnodes": "1", "nproc_per_node": "3", "node_rank": "0", "rdzv_backend": "c10d",
-        "rdzv_endpoint": f"127.0.0.1:{port}", "rdzv_id": "job-42",
+        "nnodes": "1", "nproc_per_node": "3", "node_rank": "0", "master_addr": "127.0.0.1",
+        "master_port": str(port),
     }  # fmt: skip
     assert rec["env"]["SLURM_JOB_ID"] == "77" and rec["env"]["MCOMPILE_TASK"] == "3"
     got = ranks(tmp_path)
@@ -81,7 +86,7 @@ def test_one_node_three_processes(tmp_path: Path) -> None:
         assert (doc["hello"]["local_rank"], doc["hello"]["node_rank"], doc["hello"]["world_size"]) == (r, 0, 3)
         env = doc["hello"]["env"]
         assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == str(port)
-        assert env["LOCAL_WORLD_SIZE"] == "3" and env["GROUP_RANK"] == "0" and env["TORCHELASTIC_RUN_ID"] == "job-42"
+        assert env["LOCAL_WORLD_SIZE"] == "3" and env["GROUP_RANK"] == "0" and env["TORCHELASTIC_RUN_ID"] == "none"
         assert env["MCOMPILE_TASK"] == "3"  # the launcher's environment passes through
         assert doc["read"]["content"] == "payload\n"
 
@@ -119,7 +124,7 @@ def test_module_and_no_python(tmp_path: Path) -> None:
     proc = run([*options(1, 2, 0, port), "-m", "rendezvous", "--out", str(out)], tmp_path, PYTHONPATH=str(PROGRAMS))
     assert proc.returncode == 0, proc.stderr
     rec = json.loads((tmp_path / "torchrun-node-0.json").read_text())
-    assert rec["mode"] == "module" and rec["command"] == [sys.executable, "-u", "-m", "rendezvous", "--out", str(out)]
+    assert rec["mode"] == "module" and rec["command"] == [DOUBLE_PYTHON, "-u", "-m", "rendezvous", "--out", str(out)]
     assert sorted(ranks(out)) == [0, 1]
 
     out = tmp_path / "np"
@@ -145,14 +150,14 @@ def with_value(option: str, value: str) -> list[str]:
     [
         ([*BASE, "--standalone", "train.py"], "unsupported option: --standalone"),
         ([*BASE, "--max-restarts", "3", "train.py"], "unsupported option: --max-restarts"),
-        (["--nproc-per-node", "2", "train.py"], "missing required option(s): --nnodes, --node-rank, --rdzv-backend"),
-        (with_value("--rdzv-backend", "static"), "only c10d is emulated"),
+        (["--nproc-per-node", "2", "train.py"], "missing required option(s): --nnodes, --node-rank, --master-addr"),
+        ([*BASE, "--rdzv-backend", "c10d", "train.py"], "unsupported option: --rdzv-backend"),
         (with_value("--nnodes", "1:2"), "--nnodes must be an integer >= 1, not '1:2'"),
         (with_value("--node-rank", "2"), "--node-rank 2 is not below --nnodes 2"),
-        (with_value("--rdzv-endpoint", "nohostport"), "--rdzv-endpoint must be HOST:PORT"),
+        (with_value("--master-port", "http"), "--master-addr HOST --master-port PORT expected"),
         ([*BASE, "--nnodes", "2", "train.py"], "option --nnodes given twice"),
         ([*BASE, "--no-python", "-m", "train.py"], "--no-python and -m cannot be used together"),
-        (BASE[:-1], "option --rdzv-id needs a value"),
+        (BASE[:-1], "option --master-port needs a value"),
         (BASE, "missing the training script"),
     ],
 )

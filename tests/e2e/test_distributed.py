@@ -108,10 +108,8 @@ def test_torchrun_launcher_one_container_per_node(project: DistributedProject) -
     for node, record in enumerate(records[f"torchrun-node-{i}.json"] for i in range(2)):
         argv = record["argv"]
         assert argv[:6] == ["--nnodes", "2", "--nproc-per-node", "2", "--node-rank", str(node)], argv
-        endpoint = argv[argv.index("--rdzv-endpoint") + 1]
-        assert endpoint.startswith("127.0.0.1:") and 20000 <= int(endpoint.split(":")[1]) < 30000
-        assert argv[argv.index("--rdzv-id") + 1] == job
-        assert argv[argv.index("--rdzv-backend") + 1] == "c10d"
+        assert argv[6:10] == ["--master-addr", "127.0.0.1", "--master-port", argv[9]], argv
+        assert 20000 <= int(argv[9]) < 30000
         assert argv[-5:] == ["/opt/app/rendezvous.py", "--read", "/data/set/part0/rows.txt", "--out", "/scratch_storage"]
     ranks = project.ranks("tr", job)
     seen = {(h["rank"], h["local_rank"], h["node_rank"], h["world_size"]) for h in map(_hello, ranks.values())}

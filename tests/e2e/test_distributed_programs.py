@@ -84,7 +84,7 @@ def test_torchrun_double_one_per_node(filetxt_cluster: Cluster, tmp_path: Path) 
         + f"export MASTER_PORT={free_port()} TORCHRUN_RECORD_DIR={out}\n"
         + "srun --nodes=$SLURM_JOB_NUM_NODES --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 "
         + f"bash -c 'exec {TORCHRUN} --nnodes $SLURM_JOB_NUM_NODES --nproc-per-node 2 --node-rank $SLURM_NODEID "
-        + "--rdzv-backend c10d --rdzv-endpoint $MASTER_ADDR:$MASTER_PORT --rdzv-id $SLURM_JOB_ID \"$@\"' torchrun "
+        + "--master-addr $MASTER_ADDR --master-port $MASTER_PORT \"$@\"' torchrun "
         + f"{RENDEZVOUS} --out {out} --timeout 30\n"
         + "echo srun-status=$?\n"
     )
@@ -93,7 +93,7 @@ def test_torchrun_double_one_per_node(filetxt_cluster: Cluster, tmp_path: Path) 
     for node in (0, 1):
         rec = json.loads((out / f"torchrun-node-{node}.json").read_text())
         assert rec["env"]["SLURMD_NODENAME"] == f"n{node + 1}"
-        assert rec["options"]["rdzv_id"] == job
+        assert rec["options"]["node_rank"] == str(node)
     for r in range(4):
         rec = json.loads((out / f"rank-{r}").read_text())
         assert rec["status"] == "ok"
