@@ -306,19 +306,23 @@ def parse_source(path: str, raw: bytes) -> Source:
     return Source(path=path, raw=raw, root=root, data=data)
 
 
-def _scan(path: str, text: str) -> set[tuple[int, int]]:
+def _scan(path: str, text: str, loader: type = _BaseLoader) -> set[tuple[int, int]]:
     """Check nesting depth with libyaml's event parser, before anything recursive runs.
 
     libyaml's composer (and ours) recurse once per level: a file of 60,000 nested
     `[` would overflow the C stack. The event parser does not recurse. The scan
     also returns where scalars carry the non-specific tag `!` (which YAML 1.2
     makes strings, but libyaml hands to the resolver as if they were plain).
-    Syntax errors are left to the composer, which reports them.
+    Syntax errors are left to the composer, which reports them, but for the
+    nesting limit of newer libyaml (PyYAML 6.0.3 and later): its scanner reads
+    ahead and stops at 1,000 levels before the parser has handed over the 65th,
+    so the file is scanned again by PyYAML's pure-Python parser, which has no
+    limit of its own, to report the level where ours is crossed.
     """
     depth = 0
     non_specific: set[tuple[int, int]] = set()
     try:
-        for event in yaml.parse(text, Loader=_BaseLoader):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -327,7 +331,9 @@ def _scan(path: str, text: str) -> set[tuple[int, int]]:
                 depth -= 1
             elif isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.start_mark is not None:
                 non_specific.add((event.start_mark.line, event.start_mark.column))
-    except yaml.YAMLError:
+    except yaml.YAMLError as e:
+        if loader is not yaml.SafeLoader and "maximum nesting depth" in str(getattr(e, "problem", "")):
+            return _scan(path, text, yaml.SafeLoader)
         return non_specific  # the composer reports syntax errors, located
     return non_specific
 
