@@ -29,19 +29,31 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip into a venv; a failed install stops setup (this machine's pip prints a harmless
+# "WARNING: Location ... is ignored" per package, which is dropped).
+pip_install() {
+  local python=$1 out
+  shift
+  if ! out=$("$python" -m pip install -q --disable-pip-version-check "$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    echo "setup: pip install $* failed" >&2
+    exit 1
+  fi
+  printf '%s\n' "$out" | grep -v -e "^WARNING: Location" -e '^$' >&2 || true
+}
+
 venv=$PWD/.venv
 if [ ! -x "$venv/bin/python" ] || [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f /usr/bin/python3)" ]; then
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e "^WARNING: Location" >&2 || true
+pip_install "$venv/bin/python" -c tests/constraints.txt -e '.[test]'
 "$venv/bin/python" -c "import manifest_compiler, yaml, jsonschema, jinja2, deepdiff, pytest, hypothesis, hypothesis_jsonschema" ||
   { echo "setup: python packages missing after install" >&2; exit 1; }
 
 # yaml-language-server at a known version, inside the venv (never a global npm install).
 yls_version=1.25.0
-if [ "$("$venv/bin/yaml-language-server" --version 2>/dev/null || true)" != "$yls_version" ] &&
-  ! grep -qs "\"version\": \"$yls_version\"" "$venv/node/node_modules/yaml-language-server/package.json"; then
+if ! grep -qs "\"version\": \"$yls_version\"" "$venv/node/node_modules/yaml-language-server/package.json"; then
   npm install --silent --no-audit --no-fund --prefix "$venv/node" "yaml-language-server@$yls_version" >&2
 fi
 ln -sfn ../node/node_modules/.bin/yaml-language-server "$venv/bin/yaml-language-server"
@@ -53,8 +65,7 @@ want=$(grep -E '^[a-z]+==' tests/requirements-torch.txt | sort | tr '\n' ' ')
 if [ "$(cat "$torch_venv/.mcompile-requirements" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing $want into $torch_venv (several GB the first time)" >&2
   [ -x "$torch_venv/bin/python" ] || /usr/bin/python3 -m venv "$torch_venv"
-  "$torch_venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements-torch.txt 2>&1 |
-    grep -v -e "^WARNING: Location" >&2 || true
+  pip_install "$torch_venv/bin/python" -r tests/requirements-torch.txt
   "$torch_venv/bin/python" -c "import torch, lightning" || { echo "setup: torch or lightning missing after install" >&2; exit 1; }
   printf '%s' "$want" >"$torch_venv/.mcompile-requirements"
 fi
