@@ -232,8 +232,25 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
     for source in reversed(sources[:-1]):
         data = merge(data, source.data)
     if len(sources) > 1:
-        data = {k: v for k, v in data.items() if k != "extends"}  # resolved; kept in sources
+        # extends is resolved (kept in sources); `base: true` marks only the file that says
+        # it: a manifest extending a base is complete unless it is a base itself
+        data = {k: v for k, v in data.items() if k not in ("extends", "base")}
+        if "base" in sources[0].data:
+            data["base"] = sources[0].data["base"]
     return LoadedManifest(path=reader.label(path), data=data, sources=sources)
+
+
+BASE_REFUSED = "a base manifest (base: true), meant only to be extended; compile a manifest that extends it"
+
+
+def refuse_base(loaded: LoadedManifest) -> None:
+    """Raise for a manifest marked `base: true`: it validates as partial, but never compiles.
+
+    Raises:
+        ManifestError: located at the `base` key.
+    """
+    if loaded.data.get("base") is True:
+        raise ManifestError([loaded.problem(("base",), BASE_REFUSED, key=True)])
 
 
 def _extends_problem(source: Source, message: str) -> Problem:

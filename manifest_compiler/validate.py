@@ -24,15 +24,6 @@ from .units import parse_mem, parse_time
 # a commands list, a sweep's agents). Above it compile refuses, with this number.
 MAX_TASKS = 1_000_000
 
-# sbatch options mcompile sets itself; a manifest cannot override them through
-# cluster.sbatch_options (they have their own fields, or must not change).
-OWNED_SBATCH_OPTIONS = frozenset({
-    "job-name", "output", "error", "array", "time", "nodes", "ntasks", "ntasks-per-node", "cpus-per-task", "mem",
-    "mem-per-cpu", "mem-per-gpu", "gres", "gpus", "gpus-per-node", "gpus-per-task", "account", "partition", "qos",
-    "constraint", "open-mode", "signal", "requeue", "no-requeue", "export", "export-file", "chdir", "wrap", "parsable",
-    "test-only", "batch", "input", "dependency",
-})
-
 # Targets that would break the container if a bind replaced them.
 SYSTEM_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/lib", "/lib32", "/lib64", "/libx32")
 # Targets mcompile binds itself (see the bind-mount plan).
@@ -71,17 +62,29 @@ def _schema_problems(loaded: LoadedManifest, version: int) -> list[Problem]:
 
     v = validator(version)
     document, long_lists = _without_long_lists(loaded.data, version)
+    errors = list(_chain(v.iter_errors(document), _long_list_errors(v, long_lists)))
+    # an unknown key that stands for a missing one (`resorces`, or `mem` written above
+    # `resources`) is the one problem: the missing key is not reported again
+    covered = set()
+    for error in errors:
+        if error.validator == "additionalProperties":
+            for name in error.instance:
+                target = _unknown_key_target(name, error.schema)
+                if target:
+                    covered.add((tuple(error.absolute_path), target[0]))
     problems: list[Problem] = []
     valued: set[tuple[str | int, ...]] = set()
-    for error in _chain(v.iter_errors(document), _long_list_errors(v, long_lists)):
+    for error in errors:
         # one problem per value: an empty path should not also be told it is not a
         # single line, nor lack .sif; keys (unknown, missing) are reported each
         path = tuple(error.absolute_path)
+        if error.validator == "required" and (path, _missing_key(error)) in covered:
+            continue
         if error.validator in _VALUE_KEYWORDS and "propertyNames" not in error.schema_path:
             if path in valued:
                 continue
             valued.add(path)
-        problems.extend(_describe(loaded, error))
+        problems.extend(_describe(loaded, error, v.schema))
     return problems
 
 
@@ -199,7 +202,40 @@ def _yaml_text(value: object) -> str:
     return str(getattr(value, "text", None) or _short.repr(value))
 
 
-def _describe(loaded: LoadedManifest, error: t.Any) -> list[Problem]:
+def _missing_key(error: t.Any) -> str:
+    return str(error.message.split("'")[1] if "'" in error.message else error.validator_value)
+
+
+def _unknown_key_target(name: str, schema: dict[str, t.Any]) -> tuple[str, ...] | None:
+    """Where an unknown key of a mapping with `schema` belongs: a key of it (a typo or
+    another name for it, `x-aliases`), or a key of one of its mappings (written one level
+    too high). None when nothing fits."""
+    properties: dict[str, t.Any] = schema.get("properties", {})
+    for known, sub in properties.items():
+        if name in sub.get("x-aliases", ()):
+            return (known,)
+    for known, sub in properties.items():  # `mem` at the top level: resources.mem
+        inner = sub.get("properties", {})
+        if name in inner:
+            return (known, name)
+        for field, field_schema in inner.items():
+            if name in field_schema.get("x-aliases", ()):
+                return (known, field)
+    normal = name.lower().replace("-", "_")
+    if normal in properties:
+        return (normal,)
+    hint = difflib.get_close_matches(normal, sorted(properties), n=1, cutoff=0.6)
+    return (hint[0],) if hint else None
+
+
+def _schema_at(root: dict[str, t.Any], schema_path: t.Iterable[str | int]) -> t.Any:
+    node: t.Any = root
+    for part in schema_path:
+        node = node[part]
+    return node
+
+
+def _describe(loaded: LoadedManifest, error: t.Any, root: dict[str, t.Any]) -> list[Problem]:
     """Turn one jsonschema error into located, readable problems."""
     path = tuple(error.absolute_path)
     keyword = error.validator
@@ -213,32 +249,156 @@ def _describe(loaded: LoadedManifest, error: t.Any) -> list[Problem]:
         for name in instance:
             if name in known:
                 continue
-            hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            if hint:
-                msg = f"unknown key {name!r}; did you mean {hint[0]!r}?"
+            target = _unknown_key_target(name, schema)
+            if target and len(target) == 2:
+                where = format_path((*path, *target))
+                msg = f"unknown key {name!r} here; it belongs under {format_path((*path, target[0]))}: indent it there as {where}"
+            elif target:
+                msg = f"unknown key {name!r}; did you mean {target[0]!r}?"
             else:
                 msg = f"unknown key {name!r}; expected one of: {', '.join(known)}"
             out.append(loaded.problem((*path, name), msg, key=True))
         return out
     if keyword == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else str(value)
-        return [loaded.problem(path, f"missing required key {missing!r}")]
+        return [loaded.problem(path, f"missing required key {_missing_key(error)!r}")]
+    if keyword == "dependentRequired":
+        return [loaded.problem(path, f"missing required key {_missing_key(error)!r} (a file with {value and next(iter(value))!r} says its format version)")]
+    schema_path = list(error.absolute_schema_path)
+    if "dependentSchemas" in schema_path:  # run: two kinds given
+        at = schema_path.index("dependentSchemas") + 2
+        return [loaded.problem(path, _one_of_message(_schema_at(root, schema_path[:at]), _at(loaded.data, path)))]
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key as an error of the key's own schema, at the mapping
-        expected = schema.get("x-expected", "a valid name")
-        return [loaded.problem((*path, instance), f"key {instance!r} is not {expected}", key=True)]
-    if keyword == "anyOf":
-        return [loaded.problem(path, _any_of_message(error))]
-    return [loaded.problem(path, _message(keyword, value, instance, schema))]
+        return [loaded.problem((*path, instance), _key_message(instance, schema), key=True)]
+    if keyword == "anyOf" and "x-expected" in schema:  # run: no kind given
+        return [loaded.problem(path, _one_of_message(schema, instance))]
+    message = _any_of_message(error, root) if keyword == "anyOf" else _message(keyword, value, instance, schema)
+    return [loaded.problem(path, _with_hint(path, instance, message))]
 
 
-def _any_of_message(error: t.Any) -> str:
+def _one_of_message(schema: dict[str, t.Any], mapping: t.Any) -> str:
+    """`expected exactly one of commands, grid, sweep; commands and sweep given`."""
+    names = [n.strip() for n in schema["x-expected"].split(" of ", 1)[1].split(",")]
+    given = [n for n in names if isinstance(mapping, dict) and n in mapping]
+    listed = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 2 else given)
+    return f"expected {schema['x-expected']}; {listed + ' given' if given else 'none given'}"
+
+
+def _at(data: t.Any, path: t.Sequence[str | int]) -> t.Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _key_message(name: str, schema: dict[str, t.Any]) -> str:
+    set_by: dict[str, str] | None = schema.get("x-set-by")
+    if set_by is None:
+        return f"key {name!r} is not {schema.get('x-expected', 'a valid name')}"
+    if name in set_by:
+        field = set_by[name]
+        if field:
+            return f"--{name} is set by mcompile itself; write {field} instead"
+        return f"--{name} is set by mcompile itself and cannot be changed; remove it"
+    owned = sorted(o for o in set_by if o.startswith(name))
+    return f"sbatch reads --{name} as an abbreviation of --{owned[0]}, which mcompile sets itself; write the full option name"
+
+
+_TIME_PATHS = (("resources", "time"), ("resources", "requeue", "before_end"))
+_TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_TIME_WORDS = ((r"days?", "d"), (r"(?:hours?|hrs?)", "h"), (r"(?:minutes?|mins?)", "m"), (r"(?:seconds?|secs?)", "s"))
+_TIME_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([dhms]?)")
+
+
+def _with_hint(path: tuple[str | int, ...], instance: object, message: str) -> str:
+    """The message, with what to write instead where the value shows what was meant."""
+    if isinstance(instance, str) and len(instance) > 64:
+        return message  # no hint is shorter than the value's own problem
+    if path in _TIME_PATHS and isinstance(instance, str):
+        try:
+            parse_time(instance)
+        except ValueError as e:
+            if "must be" in str(e):  # the form is right, a field is out of range: the parser says which
+                return str(e)
+        hint = _time_hint(instance)
+        return f"{message}; write {hint}" if hint else message
+    if path == ("resources", "mem"):
+        hint = _mem_hint(instance)
+        return f"{message}; write {hint}" if hint else message
+    if path == ("resources", "gpus") and isinstance(instance, str):
+        typed = re.fullmatch(r"(?:gpu:)?([A-Za-z0-9][A-Za-z0-9._+-]*):([0-9]+)", instance.strip())
+        if typed:
+            return f"{message}; write gpus: {int(typed[2])} and gpu_type: {typed[1]}"
+        if instance.strip().isdigit():
+            return f"{message}; write gpus: {int(instance)} (a number, without quotes)"
+    return message
+
+
+def _time_hint(text: str) -> str | None:
+    """`3h30` and `3.5h` -> `3h30m`; `90 min` -> `90m`. None when the meaning is unclear."""
+    compact = text.strip().lower()
+    for words, unit in _TIME_WORDS:
+        compact = re.sub(rf"(?<=[0-9 ]){words}\b", unit, compact)
+    compact = compact.replace(" ", "")
+    seconds, previous, pos = 0.0, "", 0
+    while pos < len(compact):
+        part = _TIME_PART.match(compact, pos)
+        if not part:
+            return None
+        unit = part[2] or {"d": "h", "h": "m", "m": "s"}.get(previous, "")
+        if not unit or (previous and _TIME_UNITS[unit] >= _TIME_UNITS[previous]):
+            return None  # `3.5` alone, or units out of order
+        seconds += float(part[1]) * _TIME_UNITS[unit]
+        previous, pos = unit, part.end()
+    if not previous or seconds != int(seconds):
+        return None
+    whole, out = int(seconds), ""
+    for unit, size in _TIME_UNITS.items():
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    try:
+        parse_time(out)
+    except ValueError:
+        return None
+    return out if out and out != text else None
+
+
+def _mem_hint(value: object) -> str | None:
+    """`16`, `16GB`, `16g`, `16 GiB` -> `16G`; `1.5G` -> `1536M`. A bare number is read as G below
+    1024 and as M from 1024 on (`4096` is SLURM's 4096 MB)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    text = str(value).strip()
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) *([kmgtKMGT]?)(?:i?[bB])?", text)
+    if not match:
+        return None
+    number, unit = float(match[1]), match[2].upper()
+    if not unit:
+        unit = "G" if number < 1024 else "M"
+    units = "KMGT"
+    kib = number * 1024 ** units.index(unit)
+    if kib != int(kib) or kib <= 0:
+        return None
+    power = units.index(unit)
+    while power > 0 and (kib / 1024**power) != int(kib / 1024**power):
+        power -= 1
+    hint = f"{int(kib // 1024**power)}{units[power]}"
+    try:
+        parse_mem(hint)
+    except ValueError:
+        return None
+    return hint if hint != text else None
+
+
+def _any_of_message(error: t.Any, root: dict[str, t.Any]) -> str:
     # Prefer the branch whose type matches: its error says what is really wrong.
     for sub in error.context:
         if sub.validator not in ("type", "const") and not sub.relative_path:
             return _message(sub.validator, sub.validator_value, sub.instance, sub.schema)
     kinds = []
     for branch in error.validator_value:
+        if "$ref" in branch:
+            branch = _schema_at(root, branch["$ref"].split("/")[1:])
         if "const" in branch:
             kinds.append(_yaml_text(branch["const"]))
         elif "type" in branch:
@@ -344,10 +504,7 @@ def _mapping(value: object) -> dict[str, t.Any]:
 def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     if not isinstance(run, dict):
         return []
-    kinds = [k for k in ("commands", "grid", "sweep") if k in run]
-    if len(kinds) != 1:
-        given = f"{' and '.join(kinds)} given" if kinds else "none given"
-        return [loaded.problem(("run",), f"expected exactly one of commands, grid, sweep; {given}")]
+    # exactly one of commands, grid, sweep: the schema says it (run's dependentSchemas, and else)
     grid = run.get("grid")
     if not isinstance(grid, dict):
         return []
@@ -448,17 +605,9 @@ def _check_bind_sources(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[
 
 
 def _check_sbatch_options(loaded: LoadedManifest, options: dict[str, t.Any]) -> list[Problem]:
-    out = []
-    for name in options:
-        if name in OWNED_SBATCH_OPTIONS:
-            out.append(loaded.problem(("cluster", "sbatch_options", name), f"--{name} is set by mcompile itself; use its manifest field instead", key=True))
-            continue
-        # sbatch takes any unique prefix of a long option: --arr is --array
-        owned = sorted(o for o in OWNED_SBATCH_OPTIONS if o.startswith(name))
-        if owned:
-            out.append(loaded.problem(("cluster", "sbatch_options", name),
-                                      f"sbatch reads --{name} as an abbreviation of --{owned[0]}, which mcompile sets itself; write the full option name", key=True))
-    return out
+    """Nothing left: the options mcompile sets (and their abbreviations) are refused by the
+    schema's propertyNames, where editors see them too (`x-set-by` names each one's field)."""
+    return []
 
 
 def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Problem]:

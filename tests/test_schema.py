@@ -32,9 +32,11 @@ def _subschemas(node: object, pointer: str = "#") -> t.Iterator[tuple[str, dict[
         return
     yield pointer, node
     for key, child in node.items():
-        if key in ("properties", "$defs", "patternProperties"):
+        if key in ("properties", "$defs", "patternProperties", "dependentSchemas"):
             for name, sub in child.items():
                 yield from _subschemas(sub, f"{pointer}/{key}/{name}")
+        elif key in ("properties", "$defs", "patternProperties", "dependentSchemas"):
+            pass  # handled above (dependentSchemas below)
         elif key in ("items", "additionalProperties", "propertyNames", "not", "if", "then", "else", "contains"):
             yield from _subschemas(child, f"{pointer}/{key}")
         elif key in ("anyOf", "allOf", "oneOf", "prefixItems"):
@@ -61,12 +63,43 @@ def test_schema_walk_sees_the_whole_document() -> None:
     assert len(pointers) > 80
 
 
+# Conditional overlays add rules to an object the schema describes elsewhere (if/then/else
+# at the top; dependentSchemas of run): their `properties` name keys, they do not close it.
+_OVERLAY = re.compile(r"/(if|then|else|dependentSchemas)(/|$)")
+
+
 def test_objects_with_fixed_properties_reject_unknown_keys() -> None:
     loose = [
         pointer for pointer, node in _subschemas(_schema())
-        if "properties" in node and node.get("additionalProperties") is not False
+        if "properties" in node and node.get("additionalProperties") is not False and not _OVERLAY.search(pointer)
     ]
     assert loose == []
+
+
+def test_overlay_walk_sees_the_branches() -> None:
+    pointers = {p for p, _ in _subschemas(_schema())}
+    assert "#/else/properties/run/anyOf/2" in pointers
+    assert "#/properties/run/dependentSchemas/grid" in pointers
+
+
+def _overlay_pairs(overlay: dict[str, t.Any], node: dict[str, t.Any], defs: dict[str, t.Any]) -> t.Iterator[tuple[dict[str, t.Any], dict[str, t.Any]]]:
+    """Each overlay object with the object of the main schema it adds rules to."""
+    yield overlay, node
+    for name, sub in overlay.get("properties", {}).items():
+        yield from _overlay_pairs(sub, node["properties"][name], defs)
+    if isinstance(overlay.get("additionalProperties"), dict):
+        yield from _overlay_pairs(overlay["additionalProperties"], node["additionalProperties"], defs)
+
+
+def test_overlay_names_only_declared_keys() -> None:
+    """The complete manifest's required keys (the top-level else) are keys the schema declares."""
+    schema = _schema()
+    pairs = list(_overlay_pairs(schema["else"], schema, schema["$defs"]))
+    assert len(pairs) == 7  # the top, container, data, resources, run, secrets and a secret
+    for overlay, node in pairs:
+        assert set(overlay) <= {"required", "properties", "additionalProperties", "anyOf", "x-expected"}
+        for name in overlay.get("required", []):
+            assert name in node["properties"], name
 
 
 def test_every_object_is_closed_or_has_a_value_schema() -> None:
@@ -119,14 +152,82 @@ def test_every_pattern_says_what_it_expects() -> None:
             assert node.get("x-expected"), f"{pointer}: pattern without x-expected"
 
 
+def test_patterns_speak_to_editors_too() -> None:
+    """yaml-language-server shows patternErrorMessage (its extension) instead of the regex."""
+    for pointer, node in _subschemas(_schema()):
+        if "pattern" in node:
+            assert node.get("patternErrorMessage", "").startswith(f"expected {node['x-expected']}"), pointer
+
+
+def test_every_object_has_a_title() -> None:
+    """An editor names a mapping's type by its title (else it borrows the document's)."""
+    for pointer, node in _subschemas(_schema()):
+        if "object" in _types(node):
+            assert node.get("title"), pointer
+
+
+def _prefix_regex(names: t.Iterable[str]) -> str:
+    trie: dict[str, t.Any] = {}
+    for name in names:
+        node = trie
+        for char in name:
+            node = node.setdefault(char, {})
+
+    def alternatives(node: dict[str, t.Any]) -> str:
+        return "|".join(c + (f"(?:{alternatives(node[c])})?" if node[c] else "") for c in sorted(node))
+
+    return alternatives(trie)
+
+
+def test_owned_sbatch_options_and_their_abbreviations_are_refused_keys() -> None:
+    rule = _schema()["properties"]["cluster"]["properties"]["sbatch_options"]["propertyNames"]["allOf"][1]
+    owned = rule["x-set-by"]
+    assert {"gres", "array", "time", "job-name", "export"} <= set(owned)
+    assert rule["pattern"] == f"^(?!(?:{_prefix_regex(owned)})$)"
+    check = re.compile(rule["pattern"])
+    for name in owned:
+        assert not check.search(name)
+        assert not check.search(name[:2])
+    for name in ("mail-type", "mail-user", "exclusive", "time-min", "mem-bind", "comment", "gpu-bind"):
+        assert check.search(name), name
+    for name, field in owned.items():
+        assert field == "" or re.fullmatch(r"[a-z_. ,()A-Z]+", field), name
+
+
+_TIME_SAMPLES = [
+    "90m", "12h", "1d12h", "1d", "30s", "1h30m", "2d3h4m5s", "3h30", "3.5h", "1h 30m", "90", "90:30", "90:60", "1:59:59",
+    "1:60:00", "100:00:00", "1-0", "1-23", "1-24", "1-023", "1-12:30", "1-12:60", "1-12:30:59", "1-12:30:60", "1-2-3",
+    "h", "m", "", "1hh", "1m1h", "01:02", "7-", "-7", ":30", "1::2", "1d-2", "soon", "0", "0:00", "0m", "1:2:3:4",
+]
+
+
+@pytest.mark.parametrize("text", _TIME_SAMPLES)
+def test_time_pattern_is_as_strict_as_the_parser(text: str) -> None:
+    """A time string matches the pattern exactly when parse_time reads it, apart from the bounds
+    (more than zero, at most 366 days), which a pattern cannot say."""
+    from manifest_compiler.units import parse_time
+
+    pattern = re.compile(_schema()["$defs"]["time"]["pattern"])
+    try:
+        parse_time(text)
+        reads = True
+    except ValueError as e:
+        reads = str(e) in ("must be more than zero", "must be at most 366 days")
+    assert (pattern.search(text) is not None) == reads
+
+
 def test_every_property_is_described() -> None:
     for pointer, node in _subschemas(_schema()):
+        if _OVERLAY.search(pointer):
+            continue
         for name, sub in node.get("properties", {}).items():
             assert sub.get("description"), f"{pointer}/properties/{name}: no description"
 
 
 def test_required_keys_are_declared_properties() -> None:
     for pointer, node in _subschemas(_schema()):
+        if _OVERLAY.search(pointer):
+            continue  # test_overlay_names_only_declared_keys
         for name in node.get("required", []):
             assert name in node.get("properties", {}), f"{pointer}: required {name!r} is not a property"
 
@@ -135,10 +236,16 @@ def test_contract_values() -> None:
     """The names and bounds the manifest contract fixes."""
     schema = _schema()
     props = schema["properties"]
-    assert set(schema["required"]) == {"version", "name", "project", "container", "resources", "run"}
+    complete = schema["else"]
+    assert "required" not in schema  # a partial file (extends, base: true) needs none of them
+    assert schema["if"] == {"anyOf": [{"required": ["extends"]}, {"required": ["base"], "properties": {"base": {"const": True}}}]}
+    assert set(complete["required"]) == {"version", "name", "project", "container", "resources", "run"}
     assert props["version"] == {"description": props["version"]["description"], "const": 1}
-    assert props["container"]["required"] == ["image"]
-    assert set(props["resources"]["required"]) == {"time", "mem"}
+    assert props["base"]["type"] == "boolean"
+    assert schema["dependentRequired"] == {"base": ["version"]}
+    assert complete["properties"]["container"]["required"] == ["image"]
+    assert set(complete["properties"]["resources"]["required"]) == {"time", "mem"}
+    assert [b["required"] for b in complete["properties"]["run"]["anyOf"]] == [["commands"], ["grid"], ["sweep"]]
     assert set(props["run"]["properties"]) == {"commands", "grid", "sweep", "launcher", "processes_per_node"}
     assert props["run"]["properties"]["launcher"]["enum"] == ["single", "srun", "torchrun"]
     assert set(props["resources"]["properties"]["requeue"]["properties"]) == {"before_end", "max_restarts"}
@@ -206,3 +313,15 @@ def test_examples_validate_in_one_process() -> None:
 def test_examples_declare_the_schema_for_editors(example: Path) -> None:
     first = example.read_text(encoding="utf-8").splitlines()[0]
     assert first == "# yaml-language-server: $schema=../schemas/experiment.v1.schema.json"
+
+
+def test_a_base_validates_but_never_compiles(tmp_path: Path) -> None:
+    from manifest_compiler.errors import ManifestError
+    from manifest_compiler.load import BASE_REFUSED, load_manifest, refuse_base
+
+    base = ROOT / "tests" / "cases" / "valid" / "schema-extends-base"
+    refuse_base(load_manifest(str(base / "manifest.yaml")))  # the extending file: base does not carry
+    with pytest.raises(ManifestError) as raised:
+        refuse_base(load_manifest(str(base / "base.yaml")))
+    [problem] = raised.value.problems
+    assert (problem.line, problem.col, problem.path, problem.message) == (2, 1, "base", BASE_REFUSED)
