@@ -30,20 +30,20 @@ def stand_in_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def pytest_terminal_summary(terminalreporter: t.Any, exitstatus: int, config: pytest.Config) -> None:
-    """Under CI, a test skipped for a missing tool is a failure: setup.sh installs every tool."""
-    if not os.environ.get("CI"):
-        return
-    missing = [report for report in terminalreporter.stats.get("skipped", [])
-               if "setup.sh" in str(getattr(report, "longrepr", ""))]
-    if missing:
-        for report in missing:
-            terminalreporter.write_line(f"CI: skipped for a missing tool, which fails the run: {report.nodeid}: {report.longrepr}", red=True)
+
+def _skipped_for_a_missing_tool(reporter: t.Any) -> list[t.Any]:
+    """Under CI, the skips whose reason points at scripts/setup.sh (which installs every tool)."""
+    if not os.environ.get("CI") or reporter is None:
+        return []
+    return [report for report in reporter.stats.get("skipped", []) if "setup.sh" in str(getattr(report, "longrepr", ""))]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("CI"):
-        tr = session.config.pluginmanager.get_plugin("terminalreporter")
-        skipped = tr.stats.get("skipped", []) if tr is not None else []
-        if any("setup.sh" in str(getattr(report, "longrepr", "")) for report in skipped) and exitstatus == 0:
-            session.exitstatus = 1
+    """Under CI, a test skipped for a missing tool fails the run."""
+    if exitstatus == 0 and _skipped_for_a_missing_tool(session.config.pluginmanager.get_plugin("terminalreporter")):
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: t.Any, exitstatus: int, config: pytest.Config) -> None:
+    for report in _skipped_for_a_missing_tool(terminalreporter):
+        terminalreporter.write_line(f"CI: skipped for a missing tool, which fails the run: {report.nodeid}: {report.longrepr}", red=True)
