@@ -62,7 +62,7 @@ def generation_schema(schema: dict[str, t.Any]) -> dict[str, t.Any]:
                     value = min(value, 4)
                 elif key == "maxLength":
                     value = min(value, 40)
-                elif key == "description" or key.startswith("x-"):
+                elif key in ("description", "title", "patternErrorMessage", "errorMessage") or key.startswith("x-"):
                     continue
                 out[key] = shrink(value)
             return out
