@@ -54,10 +54,14 @@ class TorchProject(Project):
             cluster={"local_tmp": f"{self.local}/$SLURMD_NODENAME"},
         )
 
-    def log(self, name: str, job: str) -> str:
-        return (self.scratch / "proj" / "hpc_outputs" / f"{name}_{job}_0.out").read_text()
+    def run_to_end(self, name: str, manifest: Path, timeout: float = 240) -> tuple[Path, str, str]:
+        """Submit, wait until the job has left the queue: (run directory, job id, the task's log)."""
+        run_dir, job, _ = self.submit(manifest)
+        self.cluster.wait_gone(job, timeout=timeout)
+        return run_dir, job, (self.scratch / "proj" / "hpc_outputs" / f"{name}_{job}_0.out").read_text()
 
     def results(self, name: str, job: str, prefix: str) -> dict[int, dict]:
+        """Each rank's <prefix>-<rank>.json from the task's /scratch_storage."""
         out = self.outputs(name, job, 0)
         return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in out.glob(f"{prefix}-*.json")}
 
@@ -70,9 +74,7 @@ def project(tmp_path: Path, filetxt_cluster: Cluster) -> TorchProject:
 def test_torchrun_ddp_two_nodes_two_processes(project: TorchProject) -> None:
     manifest = project.torch_manifest("ddp", {"launcher": "torchrun", "processes_per_node": 2,
                                               "commands": ["/opt/app/ddp_train.py --steps 6 --step-seconds 0.1"]}, nodes=2)
-    _, job, _ = project.submit(manifest)
-    project.cluster.wait_gone(job, timeout=240)
-    log = project.log("ddp", job)
+    _, job, log = project.run_to_end("ddp", manifest)
     assert "mcompile: task 0 exited with status 0" in log, log
     results = project.results("ddp", job, "result")
     assert sorted(results) == [0, 1, 2, 3], log
@@ -92,9 +94,7 @@ def test_torchrun_ddp_two_nodes_two_processes(project: TorchProject) -> None:
 def test_lightning_srun_two_nodes_two_tasks(project: TorchProject) -> None:
     manifest = project.torch_manifest("pl", {"launcher": "srun", "commands": [
         "python /opt/app/lightning_ranks.py --nodes 2 --devices 2 --steps 4"]}, nodes=2, tasks_per_node=2)
-    _, job, _ = project.submit(manifest)
-    project.cluster.wait_gone(job, timeout=240)
-    log = project.log("pl", job)
+    _, job, log = project.run_to_end("pl", manifest)
     assert "mcompile: task 0 exited with status 0" in log, log
     results = project.results("pl", job, "lightning")
     assert sorted(results) == [0, 1, 2, 3], log
@@ -110,10 +110,8 @@ def _requeue_at_the_time_limit(project: TorchProject, name: str, run: dict, *, o
                                **resources: object) -> tuple[str, str]:
     manifest = project.torch_manifest(name, run, **{"time": "2m", "requeue": {"before_end": "1m", "max_restarts": 1},
                                                    "nodes": 2, **resources})
-    run_dir, job, _ = project.submit(manifest)
+    run_dir, job, log = project.run_to_end(name, manifest, timeout=420)
     assert "#SBATCH --signal=B:USR1@60" in (run_dir / "job.sbatch").read_text()
-    project.cluster.wait_gone(job, timeout=420)
-    log = project.log(name, job)
     # every worker got the time-limit signal once, checkpointed, and resumed on attempt 2
     for rank in range(4):
         signals = log.count(f"rank {rank}: got SIGUSR1")
