@@ -52,24 +52,31 @@ def _kind(node: dict, defs: dict) -> str:
 
 
 def rows(schema: dict) -> list[tuple[str, str, bool, str]]:
+    """(path, type, required in a complete manifest, description) for every field.
+
+    "Required" is read from the field's own `required` and from the schema's `else` branch,
+    which holds what a complete manifest must have (a partial file, with `extends` or
+    `base: true`, needs none of it).
+    """
     defs = schema.get("$defs", {})
     out: list[tuple[str, str, bool, str]] = []
 
-    def walk(node: dict, prefix: str) -> None:
+    def walk(node: dict, complete: dict, prefix: str) -> None:
         node = _resolve(node, defs)
-        required = set(node.get("required", []))
+        required = set(node.get("required", [])) | set(complete.get("required", []))
         for name, sub in node.get("properties", {}).items():
             path = f"{prefix}{name}"
             sub_r = _resolve(sub, defs)
+            sub_complete = complete.get("properties", {}).get(name, {})
             out.append((path, _kind(sub, defs), name in required, sub_r.get("description", "")))
             if sub_r.get("type") == "object" and "properties" in sub_r:
-                walk(sub_r, path + ".")
+                walk(sub_r, sub_complete, path + ".")
             elif sub_r.get("type") == "array" and "properties" in _resolve(sub_r.get("items", {}), defs):
-                walk(sub_r["items"], path + "[].")
+                walk(sub_r["items"], sub_complete.get("items", {}), path + "[].")
             elif isinstance(sub_r.get("additionalProperties"), dict) and "properties" in sub_r["additionalProperties"]:
-                walk(sub_r["additionalProperties"], path + ".<NAME>.")
+                walk(sub_r["additionalProperties"], sub_complete.get("additionalProperties", {}), path + ".<NAME>.")
 
-    walk(schema, "")
+    walk(schema, schema.get("else", {}), "")
     return out
 
 

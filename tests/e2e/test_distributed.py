@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cluster import Cluster
-from test_requeue import COUNTER, signal_when_counting
+from test_requeue import COUNTER, _wait_for, signal_when_counting
 from test_submit import Project
 
 pytestmark = pytest.mark.slurm
@@ -23,6 +24,23 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "doubles"))
 from make_test_image import make_image  # noqa: E402
+
+CENSUS = """\
+import json, os, pathlib, signal, time
+out = pathlib.Path("/scratch_storage")
+rank = os.environ.get("RANK", "0")
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+(out / f"ready-{rank}").write_text(str(os.getpid()))
+got, deadline = [], time.monotonic() + 60
+while time.monotonic() < deadline:
+    info = signal.sigtimedwait([signal.SIGUSR1], 0.2)
+    if info is not None:
+        got.append(info.si_pid)
+        deadline = min(deadline, time.monotonic() + 3)  # any duplicate arrives well within 3 s
+(out / f"census-{rank}.json").write_text(json.dumps({"senders": got, "pid": os.getpid()}))
+print(f"rank {rank}: {len(got)} SIGUSR1", flush=True)
+"""
+
 
 RENDEZVOUS = "python3 /opt/app/rendezvous.py --read /data/set/part0/rows.txt --out /scratch_storage --timeout 60"
 
@@ -34,6 +52,7 @@ class DistributedProject(Project):
             "opt/app/rendezvous.py": (ROOT / "tests" / "programs" / "rendezvous.py").read_bytes(),
             "usr/local/bin/torchrun": (ROOT / "tests" / "doubles" / "torchrun").read_bytes(),
             "opt/app/counter.py": COUNTER,
+            "opt/app/census.py": CENSUS.encode(),
         })
         self.local = root / "nodelocal"
 
@@ -170,3 +189,22 @@ def test_every_rank_gets_the_time_limit_signal_and_the_task_is_requeued(project:
         assert (out / f"done-{rank}").read_text() == "40"
         assert f"counter-{rank}: stopped by SIGUSR1" in log
     assert "requeueing it (restart 1 of 1)" in log and log.rstrip().endswith("exited with status 0"), log
+
+
+@pytest.mark.parametrize("entry", ["run", "exec"])
+def test_srun_ranks_get_the_time_limit_signal_once_each(project: DistributedProject, entry: str) -> None:
+    """SLURM signals every process of the step and the runtime passes the signal on to the container's
+    first process: the program must get it once (a second one interrupts a checkpoint)."""
+    manifest = project.distributed("once", {"launcher": "srun", "commands": ["python3 /opt/app/census.py"]},
+                                   nodes=2, tasks_per_node=2, requeue={"max_restarts": 0})
+    doc = yaml.safe_load(manifest.read_text())
+    doc["container"]["entry"] = entry
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _, job, _ = project.submit(manifest)
+    out = project.outputs("once", job, 0)
+    _wait_for(lambda: all((out / f"ready-{r}").exists() for r in range(4)), "every rank to start")
+    project.cluster.run("scancel", "--batch", "--signal=USR1", job)
+    project.cluster.wait_gone(job, timeout=120)
+    log = _log(project, "once", job)
+    census = {r: json.loads((out / f"census-{r}.json").read_text()) for r in range(4)}
+    assert {r: len(c["senders"]) for r, c in census.items()} == {0: 1, 1: 1, 2: 1, 3: 1}, (census, log)

@@ -106,8 +106,7 @@ def test_lightning_srun_two_nodes_two_tasks(project: TorchProject) -> None:
     assert len({r["checksum"] for r in results.values()}) == 1, results
 
 
-def _requeue_at_the_time_limit(project: TorchProject, name: str, run: dict, *, once: bool = True,
-                               **resources: object) -> tuple[str, str]:
+def _requeue_at_the_time_limit(project: TorchProject, name: str, run: dict, **resources: object) -> tuple[str, str]:
     manifest = project.torch_manifest(name, run, **{"time": "2m", "requeue": {"before_end": "1m", "max_restarts": 1},
                                                    "nodes": 2, **resources})
     run_dir, job, log = project.run_to_end(name, manifest, timeout=420)
@@ -115,7 +114,7 @@ def _requeue_at_the_time_limit(project: TorchProject, name: str, run: dict, *, o
     # every worker got the time-limit signal once, checkpointed, and resumed on attempt 2
     for rank in range(4):
         signals = log.count(f"rank {rank}: got SIGUSR1")
-        assert signals == 1 or (not once and signals == 2), log
+        assert signals == 1, log
         assert f"rank {rank}: checkpointed at step" in log, log
         assert re.search(rf"rank {rank}: resumed at step [1-9][0-9]* \(MCOMPILE_RESTART=1\)", log), log
     stopped = log.index("requeueing it (restart 1 of 1)")
@@ -140,9 +139,6 @@ def test_torchrun_requeue_at_the_real_time_limit(project: TorchProject) -> None:
 
 
 def test_srun_requeue_at_the_real_time_limit(project: TorchProject) -> None:
-    # Not yet one signal per process under srun: in a run, rank 0 (on the batch node) logged the
-    # signal twice while ranks 1-3 logged it once; the rest (checkpoint, resume, no blocked
-    # cleanup, COMPLETED) holds. Open in issue 14.
     run = {"launcher": "srun",
            "commands": ["python /opt/app/ddp_train.py --steps 300 --step-seconds 0.5 --resumed-step-seconds 0.01"]}
-    _requeue_at_the_time_limit(project, "srq", run, once=False, tasks_per_node=2)
+    _requeue_at_the_time_limit(project, "srq", run, tasks_per_node=2)
