@@ -10,7 +10,7 @@ import os
 import typing as t
 
 from .errors import ManifestError, Problem
-from .load import LoadedManifest, load_manifest
+from .load import LoadedManifest, load_manifest, refuse_base
 from .validate import validate_manifest
 
 if t.TYPE_CHECKING:
@@ -48,9 +48,16 @@ def load_valid(path: str) -> tuple[LoadedManifest, list[Problem]]:
 
 
 def resolve_file(path: str) -> tuple[dict[str, t.Any], LoadedManifest, list[Problem]]:
+    """A valid, complete manifest resolved, with the file it came from and its warnings.
+
+    Raises:
+        ManifestError: it does not load, has errors, or is a base (`base: true`),
+            which validates as a partial file but never compiles.
+    """
     from .resolve import resolve_manifest
 
     loaded, warnings = load_valid(path)
+    refuse_base(loaded)
     return resolve_manifest(loaded.data), loaded, warnings
 
 

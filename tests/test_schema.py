@@ -325,3 +325,16 @@ def test_a_base_validates_but_never_compiles(tmp_path: Path) -> None:
         refuse_base(load_manifest(str(base / "base.yaml")))
     [problem] = raised.value.problems
     assert (problem.line, problem.col, problem.path, problem.message) == (2, 1, "base", BASE_REFUSED)
+
+
+@pytest.mark.parametrize("command", ["compile", "plan", "stage"])
+def test_the_cli_refuses_to_compile_a_base(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command that compiles says so in one located line (it was an internal error)."""
+    from manifest_compiler.load import BASE_REFUSED
+
+    base = ROOT / "tests" / "cases" / "valid" / "schema-base-alone" / "manifest.yaml"
+    extra = ["--runs", str(tmp_path)] if command == "compile" else []
+    assert main([command, str(base), *extra]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"{base}:3:1: base: {BASE_REFUSED}\n")
+    assert not list(tmp_path.iterdir())
