@@ -7,9 +7,6 @@ Two pairs: a grid (one parameter of 10,000 seeds, one seed changed, so exactly
 one task differs) and a commands list of 10,000 with one command changed.
 
     python bench/bench_diff.py [--runs 7]
-
-Until `mcompile diff` is wired into the CLI, the process runs
-`manifest_compiler.diff.diff_command` through `python -c` instead.
 """
 
 from __future__ import annotations
@@ -59,29 +56,12 @@ def _cli_argv(a: Path, b: Path) -> list[str]:
     return [sys.executable, "-m", "manifest_compiler", "diff", str(a), str(b)]
 
 
-def _library_argv(a: Path, b: Path) -> list[str]:
-    code = (
-        "import sys; from manifest_compiler.diff import diff_command; "
-        f"code, out = diff_command({str(a)!r}, {str(b)!r}, runs_dir='runs', fmt='text', colour=False); "
-        "sys.stdout.write(out); sys.exit(code)"
-    )
-    return [sys.executable, "-c", code]
-
-
-def _argv(a: Path, b: Path, expected: str) -> tuple[list[str], str]:
-    """The CLI when it knows `diff`, else the library through python -c."""
-    probe = subprocess.run(_cli_argv(a, b), capture_output=True, text=True, check=False)
-    if probe.returncode == 1 and probe.stdout.startswith(expected):
-        return _cli_argv(a, b), "python -m manifest_compiler diff"
-    return _library_argv(a, b), "python -c diff_command(...) (CLI not wired yet)"
-
-
 def bench(name: str, a_text: str, b_text: str, expected: str, folder: Path, runs: int) -> float:
     """Median wall time of the whole diff process; checks its summary line every run."""
     a, b = folder / f"{name}-a.yaml", folder / f"{name}-b.yaml"
     a.write_text(a_text, encoding="utf-8")
     b.write_text(b_text, encoding="utf-8")
-    argv, how = _argv(a, b, expected)
+    argv, how = _cli_argv(a, b), "python -m manifest_compiler diff"
     times, cpu = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

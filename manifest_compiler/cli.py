@@ -16,6 +16,7 @@ from . import SCHEMA_VERSIONS, __version__
 from .errors import ManifestError, McompileError, UsageError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
+EXIT_DIFFERENT = 1  # diff: the sides differ
 
 COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec")
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check manifests against the schema and the rules")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", choices=("text", "json", "github"), default="text")
+    p.add_argument("--format", choices=tuple(_validate_formats()), default="text")
 
     p = sub.add_parser("compile", help="compile a manifest into runs/<name>/<hash12>/")
     p.add_argument("file", metavar="FILE")
@@ -78,8 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", metavar="A")
     p.add_argument("b", nargs="?", metavar="B")
     p.add_argument("--runs", default=None, metavar="DIR")
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--format", choices=tuple(_diff_formats()), default="text")
     return parser
+
+
+def _validate_formats() -> t.Iterable[str]:
+    from .report import REPORTER_BY_NAME
+
+    return REPORTER_BY_NAME
+
+
+def _diff_formats() -> t.Iterable[str]:
+    from .diff.formats import FORMATTER_BY_NAME
+
+    return FORMATTER_BY_NAME
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
@@ -169,7 +182,8 @@ def _summary_against_previous(result: t.Any, runs_dir: str) -> None:
 
     if not any(r != result.run.path for r in list_runs(runs_dir, result.plan.resolved["name"])):
         return  # a first compile pays nothing for diff
-    from .diff import DiffError, summary_against_previous
+    from .diff import summary_against_previous
+    from .errors import DiffError
 
     try:
         line = summary_against_previous(result.plan.resolved, runs_dir, exclude=result.run.path)
@@ -180,13 +194,13 @@ def _summary_against_previous(result: t.Any, runs_dir: str) -> None:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_command
+    from .diff import diff_specs
+    from .diff.formats import FORMATTER_BY_NAME
     from .report import use_colour
 
-    code, out = diff_command(args.a, args.b, runs_dir=args.runs or _runs_default(), fmt=args.format,
-                             colour=use_colour(sys.stdout))
-    sys.stdout.write(out)
-    return code
+    result = diff_specs(args.a, args.b, runs_dir=args.runs or _runs_default())
+    sys.stdout.write(FORMATTER_BY_NAME[args.format](result, use_colour(sys.stdout)))
+    return EXIT_DIFFERENT if result.changes else EXIT_OK  # as diff(1); errors are DiffError, exit 2
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

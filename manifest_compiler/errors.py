@@ -58,3 +58,13 @@ class OperationError(McompileError):
     """Something outside the manifest failed: I/O, sbatch, git, the cluster."""
 
     exit_code = 3
+
+
+class DiffError(McompileError):
+    """`mcompile diff` cannot compare: a side is missing, unreadable or invalid (exit 2, as diff(1))."""
+
+    exit_code = 2
+
+
+class DiffManifestError(DiffError, ManifestError):
+    """A side of a diff is not a valid manifest: one located line per problem (exit 2)."""

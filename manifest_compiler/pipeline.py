@@ -10,7 +10,7 @@ import os
 import typing as t
 
 from .errors import ManifestError, Problem
-from .load import LoadedManifest, load_manifest, refuse_base
+from .load import FILES, LoadedManifest, Reader, load_manifest, refuse_base
 from .validate import validate_manifest
 
 if t.TYPE_CHECKING:
@@ -19,10 +19,13 @@ if t.TYPE_CHECKING:
     from .write import WriteResult
 
 
-def check_file(path: str) -> tuple[LoadedManifest | None, list[Problem]]:
-    """Load and validate one manifest; problems instead of exceptions."""
+def check_file(path: str, *, reader: Reader = FILES) -> tuple[LoadedManifest | None, list[Problem]]:
+    """Load and validate one manifest; problems instead of exceptions.
+
+    `reader` says where files come from: the file system, or a git revision (`revisions.GitReader`).
+    """
     try:
-        loaded = load_manifest(path)
+        loaded = load_manifest(path, reader=reader)
     except ManifestError as e:
         return None, e.problems
     return loaded, validate_manifest(loaded)
@@ -35,19 +38,19 @@ def check_files(paths: t.Iterable[str]) -> list[Problem]:
     return problems
 
 
-def load_valid(path: str) -> tuple[LoadedManifest, list[Problem]]:
+def load_valid(path: str, *, reader: Reader = FILES) -> tuple[LoadedManifest, list[Problem]]:
     """A manifest that passed validation, and its warnings.
 
     Raises:
         ManifestError: it does not load or has errors (all of them, warnings too).
     """
-    loaded, problems = check_file(path)
+    loaded, problems = check_file(path, reader=reader)
     if loaded is None or any(p.level == "error" for p in problems):
         raise ManifestError(problems)
     return loaded, problems
 
 
-def resolve_file(path: str) -> tuple[dict[str, t.Any], LoadedManifest, list[Problem]]:
+def resolve_file(path: str, *, reader: Reader = FILES) -> tuple[dict[str, t.Any], LoadedManifest, list[Problem]]:
     """A valid, complete manifest resolved, with the file it came from and its warnings.
 
     Raises:
@@ -56,7 +59,7 @@ def resolve_file(path: str) -> tuple[dict[str, t.Any], LoadedManifest, list[Prob
     """
     from .resolve import resolve_manifest
 
-    loaded, warnings = load_valid(path)
+    loaded, warnings = load_valid(path, reader=reader)
     refuse_base(loaded)
     return resolve_manifest(loaded.data), loaded, warnings
 

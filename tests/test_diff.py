@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from manifest_compiler.diff import (
-    DiffError,
-    DiffManifestError,
-    Side,
-    diff_command,
-    diff_manifests,
-    format_markdown,
-    format_text,
-    load_side,
-    summary_against_previous,
-)
+from manifest_compiler.cli import main
+from manifest_compiler.diff import diff_specs, summary_against_previous
+from manifest_compiler.diff.compare import diff_manifests
+from manifest_compiler.diff.formats import FORMATTER_BY_NAME, format_markdown, format_text
+from manifest_compiler.diff.sides import Side, load_side
+from manifest_compiler.errors import DiffError, DiffManifestError
 from manifest_compiler.pipeline import compile_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +38,10 @@ run:
 """
 
 
-def _diff(a: str, b: str | None = None, *, runs: Path | str = "runs", fmt: str = "json") -> tuple[int, str]:
-    return diff_command(a, b, runs_dir=str(runs), fmt=fmt, colour=False)
+def _diff(a: str, b: str | None = None, *, runs: Path | str = "runs", fmt: str = "json", colour: bool = False) -> tuple[int, str]:
+    """The exit code and the output of `mcompile diff A [B] --format FMT`, as the CLI makes them."""
+    result = diff_specs(a, b, runs_dir=str(runs))
+    return (1 if result.changes else 0), FORMATTER_BY_NAME[fmt](result, colour)
 
 
 def _changes(out: str) -> list[dict[str, object]]:
@@ -228,7 +225,7 @@ def test_markdown_escapes_pipes_and_backticks(tmp_path: Path) -> None:
 def test_colour_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT / "tests" / "diff" / "resource-bump")
     assert "\033[" not in _diff("a.yaml", "b.yaml", fmt="text")[1]
-    coloured = diff_command("a.yaml", "b.yaml", runs_dir="runs", fmt="text", colour=True)[1]
+    coloured = _diff("a.yaml", "b.yaml", fmt="text", colour=True)[1]
     assert "\033[36mscheduling\033[0m" in coloured
     assert "\033[" not in _diff("a.yaml", "b.yaml", fmt="markdown")[1] + _diff("a.yaml", "b.yaml", fmt="json")[1]
 
@@ -434,9 +431,9 @@ def test_directory_without_resolved_json(tmp_path: Path) -> None:
         _diff(str(tmp_path), str(tmp_path))
 
 
-def test_unknown_format(tmp_path: Path) -> None:
-    with pytest.raises(DiffError, match="unknown format 'html'"):
-        _diff("a", "b", fmt="html")
+def test_unknown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", "a", "b", "--format", "html"]) == 2
+    assert "invalid choice: 'html'" in capsys.readouterr().err
 
 
 def test_cli_exit_codes_and_streams(tmp_path: Path) -> None:
@@ -500,7 +497,7 @@ def test_parameter_value_types_differ(tmp_path: Path) -> None:
 
 def test_deepdiff_not_imported_when_only_tasks_differ() -> None:
     code = (
-        "import sys, json; from manifest_compiler.diff import Side, diff_manifests\n"
+        "import sys, json; from manifest_compiler.diff.sides import Side; from manifest_compiler.diff.compare import diff_manifests\n"
         "a = {'name': 'n', 'run': {'kind': 'grid', 'parameters': {'s': [1, 2]}, 'tasks': ['x 1', 'x 2']}}\n"
         "b = {'name': 'n', 'run': {'kind': 'grid', 'parameters': {'s': [1, 3]}, 'tasks': ['x 1', 'x 3']}}\n"
         "r = diff_manifests(Side('a', a, 'run'), Side('b', b, 'run'))\n"
@@ -513,7 +510,7 @@ def test_deepdiff_not_imported_when_only_tasks_differ() -> None:
 def test_huge_task_lists_that_all_differ_are_compared_by_position_quickly() -> None:
     import time
 
-    from manifest_compiler.diff import _ALIGN_AT_MOST, _sequence_changes
+    from manifest_compiler.diff.compare import _ALIGN_AT_MOST, _sequence_changes
 
     n = _ALIGN_AT_MOST + 5_000
     old = [f"python t.py --seed {i}" for i in range(n)]
@@ -526,7 +523,7 @@ def test_huge_task_lists_that_all_differ_are_compared_by_position_quickly() -> N
 
 
 def test_tasks_compared_by_position_report_only_those_that_differ() -> None:
-    from manifest_compiler.diff import _ALIGN_AT_MOST, _sequence_changes
+    from manifest_compiler.diff.compare import _ALIGN_AT_MOST, _sequence_changes
 
     n = 3 * _ALIGN_AT_MOST
     old = [f"python t.py --seed {i}" for i in range(n)]
