@@ -178,7 +178,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _summary_against_previous(result: t.Any, runs_dir: str) -> None:
     """What changed since the previous run of the same experiment, in one line."""
-    from .write import list_runs
+    from .jobdir import list_runs
 
     if not any(r != result.run.path for r in list_runs(runs_dir, result.plan.resolved["name"])):
         return  # a first compile pays nothing for diff
@@ -251,8 +251,8 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    from .jobdir import select_runs
     from .local import run_task_locally
-    from .write import select_runs
 
     runs = select_runs(args.runs or _runs_default(), args.run)
     if not runs:

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import OperationError, UsageError
+from .jobdir import read_resolved
 from .stage import stage_archives
-from .write import read_resolved
 
 JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
 

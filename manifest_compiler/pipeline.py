@@ -6,7 +6,6 @@ Nothing here prints; the CLI reports what these return or raise.
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing as t
 
 from .errors import ManifestError, Problem
@@ -86,9 +85,11 @@ def build_job(path: str) -> tuple[JobPlan, RenderedFiles, LoadedManifest, list[P
 
 def record_files(loaded: LoadedManifest) -> dict[str, bytes]:
     """The manifest as written, and each file it extends, for the run's record."""
-    record = {"manifest.yaml": loaded.sources[0].raw}
+    from .jobdir import MANIFEST, extends_record
+
+    record = {MANIFEST: loaded.sources[0].raw}
     for i, source in enumerate(loaded.sources[1:], start=1):
-        record[f"extends/{i}-{os.path.basename(source.path)}"] = source.raw
+        record[extends_record(i, source.path)] = source.raw
     return record
 
 

@@ -26,13 +26,9 @@ import typing as t
 from collections import abc
 from json.encoder import encode_basestring
 
+from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
 from .plan import VARIABLE, JobPlan
-from .write import FileContent, StreamedFile
 
-INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
-# tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task
-# checks the block(s) holding its command, not a file of a million commands.
-BLOCK_SIZE = 1 << 20
 PLAN_TASKS_SHOWN = 20
 
 _DQ_SPECIAL = re.compile(r'([\\"$`])')

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UsageError
-from .write import read_resolved, select_runs, task_count
+from .jobdir import read_resolved, select_runs, task_count
 
 
 @dataclasses.dataclass

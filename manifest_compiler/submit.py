@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OperationError, UsageError
+from .jobdir import read_resolved
 from .plan import log_pattern
 from .runs import (
     ACTIVE_STATES,
@@ -50,7 +51,6 @@ from .runs import (
     slurm_config,
 )
 from .stage import check_subset, expand, stage_archives
-from .write import read_resolved
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default
 

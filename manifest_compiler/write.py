@@ -16,64 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import typing as t
 from pathlib import Path
 
 from .errors import OperationError
+from .jobdir import JOB_SCRIPT, FileContent, StreamedFile
 
-RECORD_FILES = ("manifest.yaml", "extends/", "submissions.jsonl")
 _TMP_PREFIX = ".tmp-"
-
-
-class StreamedFile:
-    """The bytes of a generated file as chunks, produced anew each time it is iterated.
-
-    `produce` must give the same bytes on every call: the file may be read for its
-    size, for the run's hash and to write it (writing checks the size). `size` and
-    `sha256` may be given when they are known without producing the bytes; otherwise
-    their first use reads the file.
-    """
-
-    __slots__ = ("_digest", "_produce", "_size")
-
-    def __init__(self, produce: t.Callable[[], t.Iterable[bytes]], *, size: int | None = None,
-                 sha256: str | None = None) -> None:
-        self._produce = produce
-        self._size = size
-        self._digest = sha256
-
-    def __iter__(self) -> t.Iterator[bytes]:
-        return iter(self._produce())
-
-    @property
-    def size(self) -> int:
-        """The length in bytes."""
-        if self._size is None:
-            self.sha256()
-        assert self._size is not None
-        return self._size
-
-    def sha256(self) -> str:
-        """The hex SHA-256 of the bytes (and, on the way, their length)."""
-        if self._digest is None:
-            digest, size = hashlib.sha256(), 0
-            for chunk in self:
-                digest.update(chunk)
-                size += len(chunk)
-            if self._size is not None and size != self._size:
-                raise AssertionError(f"a streamed file gave {size} bytes, not the {self._size} announced")
-            self._digest, self._size = digest.hexdigest(), size
-        return self._digest
-
-    def read(self) -> bytes:
-        """All the bytes at once (for small files and tests)."""
-        return b"".join(self)
-
-
-FileContent: t.TypeAlias = "bytes | StreamedFile"
 
 
 def content_hash(files: t.Mapping[str, FileContent]) -> str:
@@ -136,7 +87,7 @@ def write_run(runs_dir: str | os.PathLike[str], name: str, files: t.Mapping[str,
             data = files[rel]
             if full is None:
                 data = _hashed(rel, data, digest)
-            _write_file(tmp / rel, data, executable=rel == "job.sbatch")
+            _write_file(tmp / rel, data, executable=rel == JOB_SCRIPT)
         for rel in record:
             if rel not in files:
                 _write_file(tmp / rel, record[rel], executable=False)
@@ -234,68 +185,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def list_runs(runs_dir: str | os.PathLike[str], name: str | None = None) -> list[Path]:
-    """Compiled runs, newest first (by the time the run directory appeared)."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    names = [root / name] if name else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    runs = [r for n in names if n.is_dir() for r in n.iterdir()
-            if r.is_dir() and not r.name.startswith(".") and (r / "job.sbatch").is_file()]
-    return sorted(runs, key=lambda r: (r.stat().st_mtime_ns, r.name), reverse=True)
-
-
-def select_runs(runs_dir: str | os.PathLike[str], spec: str | None) -> list[Path]:
-    """The runs a RUN argument names, newest first.
-
-    RUN is a run directory, `NAME/HASH12` under runs_dir, or `NAME` (all its runs);
-    no RUN: every run under runs_dir.
-    """
-    if not spec:
-        return list_runs(runs_dir)
-    path = Path(spec)
-    if (path / "resolved.json").is_file() and (path / "job.sbatch").is_file():
-        return [path]
-    if os.path.isabs(spec) or ".." in path.parts:
-        return []
-    candidate = Path(runs_dir) / spec
-    if len(path.parts) == 2 and (candidate / "resolved.json").is_file():
-        return [candidate]
-    if len(path.parts) == 1:
-        return list_runs(runs_dir, spec)
-    return []
-
-
-def read_resolved(run_dir: Path) -> dict[str, t.Any]:
-    """The resolved.json of a job directory.
-
-    Raises:
-        OperationError: it is missing, unreadable or not a resolved manifest.
-    """
-    file = run_dir / "resolved.json"
-    try:
-        data = json.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise OperationError(f"{run_dir}: not a job directory (no resolved.json)") from None
-    except OSError as e:
-        raise OperationError(f"{file}: cannot read: {e.strerror or e}") from None
-    except ValueError as e:
-        raise OperationError(f"{file}: not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
-        raise OperationError(f"{file}: not a resolved manifest (expected an object with name and run)")
-    return data
-
-
-def task_count(run_dir: Path) -> int:
-    """The tasks of a compiled run, from the size of its fixed-width tasks/index (0 if unreadable).
-
-    Constant time: a run of a million tasks need not load its resolved.json to say so.
-    """
-    from .render import INDEX_WIDTH
-
-    try:
-        return max((run_dir / "tasks" / "index").stat().st_size // (INDEX_WIDTH + 1) - 1, 0)
-    except OSError:
-        return 0

@@ -152,7 +152,7 @@ def test_plan_prints_plan_txt_and_writes_nothing(tmp_path: Path, capsys: pytest.
 
 
 def test_runs_takes_a_run_directory_name_hash_or_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from manifest_compiler.write import select_runs
+    from manifest_compiler.jobdir import select_runs
 
     src = (ROOT / "manifests" / "grid.yaml").read_text()
     m = tmp_path / "m.yaml"

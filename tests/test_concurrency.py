@@ -31,9 +31,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from manifest_compiler.jobdir import RECORD_FILES
 from manifest_compiler.pipeline import compile_manifest
 from manifest_compiler.stage import fingerprint
-from manifest_compiler.write import RECORD_FILES, content_hash
+from manifest_compiler.write import content_hash
 
 SEED = 20240611
 GENERATED = ("job.sbatch", "mounts.json", "plan.txt", "resolved.json", "tasks/blocks", "tasks/commands", "tasks/index")

@@ -20,12 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifest_compiler import render
+from manifest_compiler import jobdir, render
 from manifest_compiler.cli import main
+from manifest_compiler.jobdir import StreamedFile
 from manifest_compiler.load import SourceFloat, SourceInt, scalar_text
 from manifest_compiler.pipeline import build_job, compile_manifest
 from manifest_compiler.resolve import GridTasks, resolve_manifest
-from manifest_compiler.write import StreamedFile, content_hash, write_run
+from manifest_compiler.write import content_hash, write_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +57,7 @@ def old_encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:
         offsets.append(pos)
         pos += len(c) + 1
     offsets.append(pos)
-    index = "".join(f"{o:0{render.INDEX_WIDTH}d}\n" for o in offsets).encode()
+    index = "".join(f"{o:0{jobdir.INDEX_WIDTH}d}\n" for o in offsets).encode()
     return commands, index
 
 
@@ -265,7 +266,7 @@ def test_compile_memory_does_not_grow_with_the_tasks(tmp_path: Path) -> None:
         runs = tmp_path / f"runs{n}"
         peaks[n] = _peak_rss_kb([sys.executable, "-m", "manifest_compiler", "compile", str(manifest), "--runs", str(runs)])
         run = next((runs / "big").iterdir())
-        assert (run / "tasks" / "index").stat().st_size == (n + 1) * (render.INDEX_WIDTH + 1)
+        assert (run / "tasks" / "index").stat().st_size == (n + 1) * (jobdir.INDEX_WIDTH + 1)
     # materialised, 200,000 tasks cost about 3.2 x the memory of 2,000 (the tasks as str,
     # the encoded list, the offsets, resolved.json as one string); streamed, about 1.15 x
     assert peaks[200_000] < 1.5 * peaks[2_000], peaks

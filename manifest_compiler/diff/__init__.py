@@ -79,7 +79,7 @@ def summary_against_previous(resolved: dict[str, t.Any], runs_dir: str, exclude:
         either side it says the runs were not compared: the comparison holds both
         task lists in memory, which a compile of a million tasks does not.
     """
-    from ..write import task_count
+    from ..jobdir import task_count
     from .compare import diff_manifests
     from .sides import Side, load_run, plain, previous_runs
 

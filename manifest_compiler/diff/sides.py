@@ -63,7 +63,7 @@ def _find_run(runs_dir: str, spec: str) -> Path | None:
     """runs_dir/NAME/HASH12, or the newest run of runs_dir/NAME; None when neither exists."""
     if not spec or os.path.isabs(spec):
         return None
-    from ..write import select_runs
+    from ..jobdir import select_runs
 
     runs = select_runs(runs_dir, spec)
     return runs[0] if runs else None
@@ -98,7 +98,7 @@ def _load_revision(rev: str, rel: str, label: str) -> Side:
 
 def load_run(run_dir: Path, label: str) -> Side:
     """A job directory's resolved.json as a side."""
-    from ..write import read_resolved
+    from ..jobdir import read_resolved
 
     try:
         return Side(label, read_resolved(run_dir), "run", run_dir)
@@ -115,6 +115,6 @@ def _same_dir(a: Path, b: Path) -> bool:
 
 def previous_runs(runs_dir: str, name: str, exclude: Path | None = None) -> list[Path]:
     """Compiled runs of experiment `name` under runs_dir, newest first, without `exclude`."""
-    from ..write import list_runs
+    from ..jobdir import list_runs
 
     return [r for r in list_runs(runs_dir, name) if exclude is None or not _same_dir(r, exclude)]
