@@ -34,6 +34,27 @@ MAX_DEPTH = 64
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a manifest, or a file it extends; a 1,000,000-task grid needs a few KiB
 MAX_EXPANDED_CHARS = 4 * MAX_FILE_BYTES  # text of all scalars once aliases are expanded
 MAX_NUMBER_DIGITS = 100
+_TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels"
+
+
+def _libyaml_bounds_nesting() -> bool:
+    """Whether libyaml stops at its own nesting limit (1,000 levels, libyaml 0.2.6 and later).
+
+    Then its recursive composer is safe on any file, and the nesting bound is checked on the
+    node tree; with an older libyaml, a file of 60,000 nested `[` overflows the C stack
+    (seen with PyYAML 6.0.1, libyaml 0.2.5), so the event parser checks it first.
+    """
+    if _BaseLoader is not getattr(yaml, "CSafeLoader", None):
+        return False  # the pure-Python composer recurses in Python: scan first
+    try:
+        from yaml import _yaml
+
+        version = tuple(int(part) for part in _yaml.get_version_string().split(".")[:3])
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return version >= (0, 2, 6)
+
+_NESTING_BOUNDED = _libyaml_bounds_nesting()
 
 _PLAIN = "tag:mcompile:plain"
 _STR = "tag:yaml.org,2002:str"
@@ -301,11 +322,15 @@ def parse_source(path: str, raw: bytes) -> Source:
         pos = text.index("\x00")
         line = text.count("\n", 0, pos) + 1
         raise ManifestError([Problem(path, line, pos - text.rfind("\n", 0, pos), "", "NUL byte in file")])
-    non_specific = _scan(path, text)
+    # One parse where libyaml bounds its own nesting (see _NESTING_BOUNDED); the event scan
+    # runs only where it must: for an older libyaml, or a file that holds a `!`.
+    non_specific = _scan(path, text) if not _NESTING_BOUNDED or "!" in text else set()
     loader = _ComposeLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as e:
+        if "maximum nesting depth" in str(getattr(e, "problem", "")):
+            _scan(path, text, yaml.SafeLoader)  # raises at our own limit, located
         raise ManifestError([_yaml_problem(path, e, text)]) from None
     finally:
         loader.dispose()
@@ -315,9 +340,11 @@ def parse_source(path: str, raw: bytes) -> Source:
         kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
         line, col = root.start_mark.line + 1, root.start_mark.column + 1
         raise ManifestError([Problem(path, line, col, "", f"expected a mapping at the top level, found {kind}")])
-    _check_size(path, root)
+    aliased = "*" in text  # no alias without a `*`: nothing to bound, no node shared
+    if aliased:
+        _check_size(path, root)
     problems: list[Problem] = []
-    data = _Constructor(path, problems, non_specific).construct(root, ())
+    data = _Constructor(path, problems, non_specific, memo=aliased).construct(root, ())
     if problems:
         raise ManifestError(problems)
     return Source(path=path, raw=raw, root=root, data=data)
@@ -343,7 +370,7 @@ def _scan(path: str, text: str, loader: type = _BaseLoader) -> set[tuple[int, in
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise ManifestError([_node_problem(path, event, f"nesting deeper than {MAX_DEPTH} levels")])
+                    raise ManifestError([_node_problem(path, event, _TOO_DEEP)])
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
             elif isinstance(event, yaml.ScalarEvent) and event.tag == "!" and event.start_mark is not None:
@@ -381,12 +408,13 @@ def _check_size(path: str, root: yaml.Node) -> None:
 
     What aliases add is bounded twice: in values (a billion laughs) and in
     characters (a few aliases of one long string). What the file holds without
-    aliases is bounded by MAX_FILE_BYTES already.
+    aliases is bounded by MAX_FILE_BYTES already. Nesting is bounded on the way,
+    in document order, so that this walk never recurses deeper than MAX_DEPTH.
     """
     sizes: dict[int, tuple[int, int]] = {}  # node -> (values, characters) once expanded
     active: set[int] = set()
 
-    def size(node: yaml.Node) -> tuple[int, int]:
+    def size(node: yaml.Node, depth: int) -> tuple[int, int]:
         key = id(node)
         if key in sizes:
             return sizes[key]
@@ -401,8 +429,10 @@ def _check_size(path: str, root: yaml.Node) -> None:
             children = [n for pair in node.value for n in pair]
         else:
             chars = len(node.value)
+        if children and depth > MAX_DEPTH:
+            raise ManifestError([_node_problem(path, node, _TOO_DEEP)])
         for child in children:
-            v, c = size(child)
+            v, c = size(child, depth + 1)
             values, chars = values + v, chars + c
         if values - len(sizes) > MAX_ALIAS_VALUES or chars > MAX_EXPANDED_CHARS:
             raise ManifestError([_node_problem(
@@ -414,7 +444,7 @@ def _check_size(path: str, root: yaml.Node) -> None:
         sizes[key] = (values, chars)
         return values, chars
 
-    size(root)
+    size(root, 1)
 
 
 def _tag(tag: str) -> str:
@@ -427,11 +457,11 @@ def _node_problem(path: str, node: yaml.Node | yaml.Event, message: str) -> Prob
 
 
 class _Constructor:
-    def __init__(self, path: str, problems: list[Problem], non_specific: set[tuple[int, int]]) -> None:
+    def __init__(self, path: str, problems: list[Problem], non_specific: set[tuple[int, int]], *, memo: bool) -> None:
         self.path = path
         self.problems = problems
         self.non_specific = non_specific  # positions of scalars tagged `!`: strings
-        self.memo: dict[int, t.Any] = {}
+        self.memo: dict[int, t.Any] | None = {} if memo else None  # only a file with aliases shares nodes
 
     def error(self, node: yaml.Node, where: tuple[str | int, ...], message: str) -> None:
         m = node.start_mark
@@ -439,16 +469,20 @@ class _Constructor:
 
     def construct(self, node: yaml.Node, where: tuple[str | int, ...]) -> t.Any:
         # Aliases share the constructed object: cheap, and bounded by _check_size.
-        key = id(node)
-        if key in self.memo:
-            return self.memo[key]
-        if isinstance(node, yaml.MappingNode):
-            value: t.Any = self.mapping(node, where)
-        elif isinstance(node, yaml.SequenceNode):
-            value = self.sequence(node, where)
+        memo = self.memo
+        if memo is not None and id(node) in memo:
+            return memo[id(node)]
+        if isinstance(node, yaml.ScalarNode):
+            value: t.Any = self.scalar(node, where)
         else:
-            value = self.scalar(t.cast(yaml.ScalarNode, node), where)
-        self.memo[key] = value
+            if len(where) >= MAX_DEPTH:  # this collection is one level deeper than its path
+                raise ManifestError([_node_problem(self.path, node, _TOO_DEEP)])
+            if isinstance(node, yaml.MappingNode):
+                value = self.mapping(node, where)
+            else:
+                value = self.sequence(t.cast(yaml.SequenceNode, node), where)
+        if memo is not None:
+            memo[id(node)] = value
         return value
 
     def mapping(self, node: yaml.MappingNode, where: tuple[str | int, ...]) -> dict[str, t.Any]:

@@ -410,6 +410,27 @@ def test_deep_nesting_is_a_clean_error(depth: int) -> None:
     assert f"nesting deeper than {MAX_DEPTH} levels" in p.message
 
 
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 200, 5000])
+@pytest.mark.parametrize("extra", ["", "b: &x 1\nc: *x\n", "d: ! 5\n"], ids=["plain", "alias", "non-specific-tag"])
+def test_deep_nesting_is_located_on_every_path(depth: int, extra: str) -> None:
+    """The tree check, the alias walk and the event scan give the same located line."""
+    p = only_problem(extra + "a: " + "[" * depth + "]" * depth + "\n")
+    assert (p.line, p.col, p.message) == (extra.count("\n") + 1, 4 + MAX_DEPTH - 1, f"nesting deeper than {MAX_DEPTH} levels")
+
+
+def test_one_parse_for_a_file_without_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libyaml 0.2.6 bounds nesting itself: the event scan runs only for a file holding a `!`."""
+    from manifest_compiler import load
+
+    assert load._NESTING_BOUNDED  # PyYAML 6.0.4's wheel carries libyaml 0.2.6 (tests/constraints.txt)
+    calls = []
+    monkeypatch.setattr(load, "_scan", lambda path, text, *a: calls.append(path) or set())
+    parse_source("m.yaml", MINIMAL.encode())
+    assert calls == []
+    parse_source("t.yaml", (MINIMAL + "description: ! 5\n").encode())
+    assert calls == ["t.yaml"]
+
+
 def test_nesting_at_the_limit_is_fine() -> None:
     depth = MAX_DEPTH - 1  # the root mapping is one level
     got = data("a: " + "[" * depth + "]" * depth + "\n")
