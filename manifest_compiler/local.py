@@ -37,7 +37,7 @@ def run_task_locally(run_dir: Path, task: int) -> int:
     if launcher != "single":
         raise UsageError(f"{run_dir} uses launcher {launcher}, which needs a SLURM allocation (srun); exec runs launcher single only")
     env = dict(os.environ)
-    for archive in stage_archives(resolved):
+    for archive in stage_archives(resolved, cwd=run_dir):
         env[f"MCOMPILE_ARCHIVE_{archive.index}"] = archive.fingerprint
     local_tmp = tempfile.mkdtemp(prefix="mcompile-exec-")
     env.update({

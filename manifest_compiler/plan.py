@@ -244,12 +244,17 @@ def _hours(slurm_time: str) -> float:
     return int(days) * 24 + h + m / 60 + s / 3600
 
 
+def home_spelled(path: str) -> str:
+    """The path with a leading `~` or `~/` written as `${HOME}`: the one tilde the job expands
+    (`~user` stays literal text)."""
+    if path == "~" or path.startswith("~/"):
+        return "${HOME}" + path[1:]
+    return path
+
+
 def path_vars(path: str) -> list[str]:
     """Variables a symbolic path uses (`~` counts as HOME)."""
-    names = [a or b for a, b in VARIABLE.findall(path)]
-    if path == "~" or path.startswith("~/"):
-        names.insert(0, "HOME")
-    return names
+    return [a or b for a, b in VARIABLE.findall(home_spelled(path))]
 
 
 def _required_vars(resolved: dict[str, t.Any]) -> list[tuple[str, str]]:

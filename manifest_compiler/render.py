@@ -27,7 +27,7 @@ from collections import abc
 from json.encoder import encode_basestring
 
 from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
-from .plan import VARIABLE, JobPlan
+from .plan import VARIABLE, JobPlan, home_spelled
 
 PLAN_TASKS_SHOWN = 20
 
@@ -40,8 +40,7 @@ def shell_path(path: str) -> str:
     No word splitting, globbing, command substitution or arithmetic can happen,
     whatever the path holds.
     """
-    if path == "~" or path.startswith("~/"):
-        path = "${HOME}" + path[1:]
+    path = home_spelled(path)
     out, pos = [], 0
     for m in VARIABLE.finditer(path):
         out.append(_DQ_SPECIAL.sub(r"\\\1", path[pos : m.start()]))

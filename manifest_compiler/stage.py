@@ -21,24 +21,26 @@ import typing as t
 from pathlib import Path
 
 from .errors import OperationError
-from .plan import archive_dir
+from .plan import VARIABLE, archive_dir, home_spelled, path_vars
 from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
 
 
-def expand(path: str) -> str:
-    """Expand `~` and `$VARS` of a manifest path on this host.
+def expand(path: str, *, cwd: str | os.PathLike[str] | None = None) -> str:
+    """A manifest path as the job will read it, with this host's variables: a leading `~` or
+    `~/` and `$NAME`/`${NAME}` expand, nothing else does (render.shell_path). A path that is
+    still relative is the job's working directory's: `cwd`, the run directory (the job runs
+    where sbatch was called); without it, this process's.
 
     Raises:
         OperationError: a variable the path uses is not set here.
     """
-    from .plan import path_vars
-
     missing = [v for v in path_vars(path) if v not in os.environ]
     if missing:
         raise OperationError(f"{path}: {', '.join(missing)} is not set on this host")
-    return os.path.expandvars(os.path.expanduser(path))
+    expanded = VARIABLE.sub(lambda m: os.environ[m[1] or m[2]], home_spelled(path))
+    return os.path.join(cwd, expanded) if cwd is not None else expanded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +98,11 @@ class Archive:
     built: bool  # False: reused an existing archive of the same data
 
 
-def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sys.stderr) -> list[Archive]:
+def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sys.stderr,
+                   cwd: str | os.PathLike[str] | None = None) -> list[Archive]:
     """Build or reuse one archive per subset. Nothing to do unless stage is archive.
+
+    `cwd`: the run directory, where the job resolves a path that is still relative (`expand`).
 
     Raises:
         OperationError: data missing, a variable unset, tar failing, the data
@@ -106,8 +111,8 @@ def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sy
     data = resolved.get("data")
     if not data or data["stage"] != "archive":
         return []
-    root = Path(expand(data["root"]))
-    target_dir = Path(expand(archive_dir(resolved)))
+    root = Path(expand(data["root"], cwd=cwd))
+    target_dir = Path(expand(archive_dir(resolved), cwd=cwd))
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -59,20 +59,20 @@ def _note(message: str) -> None:
     print(f"mcompile: {message}", file=sys.stderr)
 
 
-def _check(resolved: dict[str, t.Any], *, strict: bool) -> list[str]:
-    """The image, the data subsets and the secret files; the warnings to show."""
+def _check(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool) -> list[str]:
+    """The image, the data subsets and the secret files, at the paths the job will use; the warnings to show."""
     warnings: list[str] = []
-    image = expand(resolved["container"]["image"])
+    image = expand(resolved["container"]["image"], cwd=run_dir)
     if not os.path.isfile(image):
         raise OperationError(f"container image not found: {image} (container.image)")
     data = resolved.get("data")
     if data:
-        root = Path(expand(data["root"]))
+        root = Path(expand(data["root"], cwd=run_dir))
         for subset in data["subsets"]:  # all of them before any archive is built: refuse without side effects
             check_subset(root, subset)
     for name, secret in resolved["secrets"].items():
         try:
-            path = expand(secret["file"])
+            path = expand(secret["file"], cwd=run_dir)
         except OperationError:
             continue  # may be set on the compute node only
         try:
@@ -88,12 +88,12 @@ def _check(resolved: dict[str, t.Any], *, strict: bool) -> list[str]:
     return warnings
 
 
-def _stage_and_logs(resolved: dict[str, t.Any]) -> tuple[list[str], str]:
+def _stage_and_logs(run_dir: Path, resolved: dict[str, t.Any]) -> tuple[list[str], str]:
     """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
-    archives = stage_archives(resolved)
+    archives = stage_archives(resolved, cwd=run_dir)
     for a in archives:
         _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-    logs = expand(resolved["outputs"]["logs"])
+    logs = expand(resolved["outputs"]["logs"], cwd=run_dir)
     try:
         os.makedirs(logs, exist_ok=True)
     except OSError as e:
@@ -110,8 +110,8 @@ def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False
     Raises:
         OperationError: something the job needs is missing; nothing was queued.
     """
-    warnings = _check(resolved, strict=strict)
-    exports, logs = _stage_and_logs(resolved)
+    warnings = _check(run_dir, resolved, strict=strict)
+    exports, logs = _stage_and_logs(run_dir, resolved)
     options = ["--export=" + ",".join(["ALL", *exports])] if exports else []
     options.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
     return options, warnings
@@ -235,7 +235,7 @@ def _new_key() -> str:
 
 def _submit(run_dir: Path, resolved: dict[str, t.Any], request: _Request, *, strict: bool) -> int:
     """Pre-flight, test every chunk, queue them in order and record each; exit code."""
-    warnings = _check(resolved, strict=strict)
+    warnings = _check(run_dir, resolved, strict=strict)
     for w in warnings:
         _note(f"warning: {w}")
     ntasks = len(resolved["run"]["tasks"])
@@ -244,7 +244,7 @@ def _submit(run_dir: Path, resolved: dict[str, t.Any], request: _Request, *, str
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
         _note(note)
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
-    exports, logs = _stage_and_logs(resolved)
+    exports, logs = _stage_and_logs(run_dir, resolved)
     max_parallel = resolved["resources"].get("max_parallel") if array else None
     name = resolved["name"].replace("%", "%%")
     env = _sbatch_env(resolved)

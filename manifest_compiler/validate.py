@@ -272,8 +272,40 @@ def _describe(loaded: LoadedManifest, error: t.Any, root: dict[str, t.Any]) -> l
         return [loaded.problem((*path, instance), _key_message(instance, schema), key=True)]
     if keyword == "anyOf" and "x-expected" in schema:  # run: no kind given
         return [loaded.problem(path, _one_of_message(schema, instance))]
+    if keyword == "pattern" and schema == root["$defs"]["path"] and isinstance(instance, str) and _one_line(instance):
+        return [loaded.problem(path, _relative_path_message(path, instance))]
     message = _any_of_message(error, root) if keyword == "anyOf" else _message(keyword, value, instance, schema)
     return [loaded.problem(path, _with_hint(path, instance, message))]
+
+
+def _one_line(text: str) -> bool:
+    return not any(c in text for c in "\n\r\0")
+
+
+# Roots whose default is a variable: a relative value is better left out than prefixed.
+_ROOT_DEFAULTS = {("cluster", "scratch"): "$SCRATCH", ("cluster", "local_tmp"): "$SLURM_TMPDIR"}
+
+
+def _relative_path_message(field: tuple[str | int, ...], path: str) -> str:
+    """Why a host path that the schema refused (one line, not absolute) fails on the node, and
+    what to write. The job expands only a leading `~` or `~/` (as $HOME), `$NAME` and `${NAME}`
+    (render.shell_path); anything else is literal text, relative to the run directory."""
+    shown = _short.repr(path)
+    on_the_node = "it would look for it in the run directory on the compute node"
+    if path.startswith("~"):
+        user = path[1:].split("/", 1)[0]
+        return (f"{shown} is a relative path to the job, which expands only ~ and ~/… (to $HOME): {on_the_node}; "
+                f"write the absolute path of {user}'s home folder ($HOME/… for your own)")
+    if path.startswith("$"):
+        return (f"{shown} is a relative path to the job, which expands only $NAME and ${{NAME}} in a path: {on_the_node}, "
+                "as written; write $SCRATCH/…, $HOME/… or an absolute path")
+    if field in _ROOT_DEFAULTS:
+        return (f"{shown} is a relative path: the job would look for it in the run directory on the compute node; "
+                f"write an absolute path, or leave {format_path(field)} out for its default, {_ROOT_DEFAULTS[field]}")
+    tail = posixpath.normpath(path)
+    if tail == "." or tail.startswith("../") or tail == ".." or len(tail) > 64:
+        tail = "…"
+    return f"{shown} is a relative path: the job would look for it in the run directory on the compute node; write $SCRATCH/{tail}, $HOME/{tail} or another absolute path"
 
 
 def _one_of_message(schema: dict[str, t.Any], mapping: t.Any) -> str:
@@ -488,8 +520,8 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     if resources.get("gpu_type") is not None and resources.get("gpus", 0) == 0:
         out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
-    out += _check_targets(loaded, _mapping(data.get("container")))
-    out += _check_bind_sources(loaded, data)
+    out += _check_targets(loaded, _mapping(data.get("container")), refused)
+    out += _check_bind_sources(loaded, data, refused)
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
     out += _check_launcher(loaded, data, refused)
@@ -560,7 +592,7 @@ def _normal_target(target: str) -> str | None:
     return target if posixpath.normpath(target) == target and not target.startswith("//") else None
 
 
-def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[Problem]:
+def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused: set[str]) -> list[Problem]:
     out: list[Problem] = []
     taken: dict[str, str] = {t: "mcompile's own bind" for t in OWN_TARGETS}
     candidates: list[tuple[tuple[str | int, ...], object]] = [(("container", "workdir"), container.get("workdir"))]
@@ -569,9 +601,10 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[
         for i, bind in enumerate(binds):
             if isinstance(bind, dict):
                 candidates.append((("container", "binds", i, "target"), bind.get("target")))
-                source = bind.get("source")
-                if isinstance(source, str) and ("," in source or ":" in source):
-                    out.append(loaded.problem(("container", "binds", i, "source"), "a bind source cannot contain ',' or ':' (apptainer splits bind specs on them)"))
+                source, source_at = bind.get("source"), ("container", "binds", i, "source")
+                # one problem per value: a source the schema refused (relative) is not told this too
+                if isinstance(source, str) and ("," in source or ":" in source) and format_path(source_at) not in refused:
+                    out.append(loaded.problem(source_at, "a bind source cannot contain ',' or ':' (apptainer splits bind specs on them)"))
     for where, target in candidates:
         if not isinstance(target, str) or not target.startswith("/"):
             continue
@@ -591,7 +624,7 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any]) -> list[
     return out
 
 
-def _check_bind_sources(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Problem]:
+def _check_bind_sources(loaded: LoadedManifest, data: dict[str, t.Any], refused: set[str]) -> list[Problem]:
     """Fields that become bind sources (or their prefix) cannot hold ',' or ':' (apptainer splits on them)."""
     fields: list[tuple[str, ...]] = [("cluster", "scratch"), ("cluster", "local_tmp"), ("outputs", "dir")]
     if _mapping(data.get("data")).get("stage") == "bind":
@@ -599,7 +632,7 @@ def _check_bind_sources(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[
     out = []
     for path in fields:
         value = _mapping(data.get(path[0])).get(path[1])
-        if isinstance(value, str) and ("," in value or ":" in value):
+        if isinstance(value, str) and ("," in value or ":" in value) and format_path(path) not in refused:
             out.append(loaded.problem(path, "cannot contain ',' or ':': the job binds a folder under it, and apptainer splits bind specs on them"))
     return out
 

@@ -243,9 +243,11 @@ def runs(draw: st.DrawFn, *, max_tasks: int = 8) -> tuple[dict[str, t.Any], list
 
 
 def any_path(*, suffix: str = "", exclude: str = "") -> st.SearchStrategy[str]:
-    """A path as a manifest may write it: variables, `~`, spaces, quotes and anything but a line break."""
-    start = st.sampled_from(["", "/", "~/", "~", "$SCRATCH/", "${SCRATCH}/", "$X/", "./", "../", "$", "${"])
-    return st.tuples(start, one_line(exclude=exclude)).map(lambda p: p[0] + p[1] + suffix).filter(lambda s: s != "")
+    """A path as a manifest may write it: absolute, or starting with `~`, `~/` or a variable (which
+    the job expands), then spaces, quotes and anything but a line break."""
+    start = st.sampled_from(["/", "~/", "$SCRATCH/", "${SCRATCH}/", "$X/", "$X"])
+    paths = st.tuples(start, one_line(exclude=exclude)).map(lambda p: p[0] + p[1] + suffix)
+    return paths if suffix else st.one_of(paths, st.just("~"))
 
 
 _SEGMENT_EXCLUDE = "/,:$"

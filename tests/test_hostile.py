@@ -27,7 +27,8 @@ import yaml
 from manifest_compiler.errors import ManifestError, OperationError, Problem
 from manifest_compiler.load import MAX_ALIAS_VALUES, MAX_DEPTH, MAX_FILE_BYTES, load_manifest
 from manifest_compiler.pipeline import build_job, check_file, compile_manifest, resolve_file
-from manifest_compiler.stage import check_subset, stage_archives
+from manifest_compiler.render import shell_path
+from manifest_compiler.stage import check_subset, expand, stage_archives
 from manifest_compiler.submit import preflight
 from manifest_compiler.validate import MAX_TASKS
 
@@ -746,6 +747,46 @@ def test_archive_of_a_symlinked_subset_inside_the_root_holds_its_files(tmp_path:
     [archive] = stage_archives(resolved, progress=None)
     names = subprocess.run(["tar", "-tf", str(archive.path)], capture_output=True, text=True, check=True).stdout.split()
     assert "inner/a.txt" in names and "inner/sub/b.txt" in names, names
+
+
+# --- pre-flight reads a path as the job does ------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "~", "~/a b/c.sif", "~root/x", "~~/x", "$SCRATCH/x", "${SCRATCH}x/$SCRATCH", "${SCRATCH:-/t}/x", "$1/x",
+    "$(pwd)/x", "`pwd`/x", "/a/$NOPE_UNSET_PART_IS_REFUSED", "/it's \\ \"quoted\" *?[x]", "rel/a", "./rel",
+])
+def test_preflight_expands_a_path_exactly_as_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """What `expand` gives is what bash makes of the job's word for the path (render.shell_path),
+    run where the job runs: a path still relative is the run directory's, not this process's."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCRATCH", "/scratch/me")
+    monkeypatch.chdir(tmp_path)
+    if "NOPE" in path:
+        with pytest.raises(OperationError, match="NOPE_UNSET_PART_IS_REFUSED is not set on this host"):
+            expand(path, cwd=run_dir)
+        return
+    job = subprocess.run(["bash", "-c", f'cd "$1" && printf %s {shell_path(path)}', "bash", str(run_dir)],
+                         capture_output=True, text=True, check=True).stdout
+    assert expand(path, cwd=run_dir) == (job if job.startswith("/") else f"{run_dir}/{job}")
+
+
+def test_preflight_checks_a_relative_image_in_the_run_directory(tmp_path: Path, cluster: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run compiled before relative paths were refused: the job looks for its image in the run
+    directory, so pre-flight does too (the submitting shell's folder holding one proves nothing)."""
+    resolved, _, _ = resolve_file(str(write_manifest(tmp_path)))
+    resolved["container"]["image"] = "containers/app.sif"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.chdir(cluster)  # holds containers/app.sif
+    with pytest.raises(OperationError, match=f"container image not found: {run_dir}/containers/app.sif"):
+        preflight(run_dir, resolved)
+    (run_dir / "containers").mkdir()
+    (run_dir / "containers" / "app.sif").write_text("image")
+    assert preflight(run_dir, resolved)[1] == []
 
 
 # --- secret files readable by others -------------------------------------------------

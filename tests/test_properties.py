@@ -75,9 +75,10 @@ def generation_schema(schema: dict[str, t.Any]) -> dict[str, t.Any]:
     # allOf [path, ends in .sif]: hypothesis-jsonschema cannot intersect two patterns and
     # filters instead, which is slow; one pattern for the same strings is fast.
     assert image == {"allOf": [{"$ref": "#/$defs/path"}, {"pattern": "\\.sif$"}]}, "image schema changed"
-    assert small["$defs"]["path"]["pattern"] == "^[^\\n\\r\\u0000]+$"
+    assert small["$defs"]["path"]["pattern"] == "^(?:(?:/|~/|\\$[A-Za-z_]|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\})[^\\n\\r\\u0000]*|~)$"
     small["properties"]["container"]["properties"]["image"] = {
-        "type": "string", "minLength": 5, "maxLength": 40, "pattern": "^[^\\n\\r\\u0000]*\\.sif$",
+        "type": "string", "minLength": 5, "maxLength": 40,
+        "pattern": "^(?:/|~/|\\$[A-Za-z_]|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\})[^\\n\\r\\u0000]*\\.sif$",
     }
     return small
 
