@@ -53,6 +53,29 @@ def _parse_time_text(text: str) -> int:
     return (h * 60 + m) * 60 + s
 
 
+def minutes_seconds(value: object) -> tuple[int, int] | None:
+    """(minutes, seconds) when `value` is written in SLURM's MM:SS form, else None.
+
+    `1:30` is 1 minute 30 seconds and `03:00` is 3 minutes to SLURM (and here), though it
+    reads as hours and minutes to most people.
+    """
+    slurm = _SLURM.match(value) if isinstance(value, str) else None
+    if slurm is None:
+        return None
+    days, a, b, c = slurm.groups()
+    return (int(a), int(b)) if days is None and b is not None and c is None else None
+
+
+def format_human_time(seconds: int) -> str:
+    """The human form of a duration, largest units first: 5400 -> 1h30m, 86400 -> 1d."""
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
 def format_time(seconds: int) -> str:
     """D-HH:MM:SS, the form SLURM prints and every SLURM accepts."""
     minutes, s = divmod(seconds, 60)

@@ -18,7 +18,7 @@ import typing as t
 from . import SCHEMA_VERSIONS
 from .errors import Problem
 from .load import LoadedManifest, format_path
-from .units import parse_mem, parse_time
+from .units import format_human_time, minutes_seconds, parse_mem, parse_time
 
 # The largest number of array tasks one manifest may describe (a grid's product,
 # a commands list, a sweep's agents). Above it compile refuses, with this number.
@@ -381,13 +381,9 @@ def _time_hint(text: str) -> str | None:
             return None  # `3.5` alone, or units out of order
         seconds += float(part[1]) * _TIME_UNITS[unit]
         previous, pos = unit, part.end()
-    if not previous or seconds != int(seconds):
+    if not previous or seconds != int(seconds) or not seconds:
         return None
-    whole, out = int(seconds), ""
-    for unit, size in _TIME_UNITS.items():
-        if whole >= size:
-            out += f"{whole // size}{unit}"
-            whole %= size
+    out = format_human_time(int(seconds))
     try:
         parse_time(out)
     except ValueError:
@@ -517,6 +513,8 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
                 parse(value)
             except ValueError as e:
                 out.append(loaded.problem(("resources", key), str(e)))
+            else:
+                out += _check_minutes_form(loaded, ("resources", key), value)
     if resources.get("gpu_type") is not None and resources.get("gpus", 0) == 0:
         out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
@@ -714,12 +712,37 @@ def _check_requeue(loaded: LoadedManifest, resources: dict[str, t.Any], refused:
         seconds = parse_time(before)
     except ValueError as e:
         return [loaded.problem(("resources", "requeue", "before_end"), str(e))]
+    out = _check_minutes_form(loaded, ("resources", "requeue", "before_end"), before)
     if seconds > MAX_SIGNAL_SECONDS:
-        return [loaded.problem(("resources", "requeue", "before_end"), f"SLURM signals at most {MAX_SIGNAL_SECONDS} seconds before the end; got {seconds}")]
+        return [*out, loaded.problem(("resources", "requeue", "before_end"), f"SLURM signals at most {MAX_SIGNAL_SECONDS} seconds before the end; got {seconds}")]
     try:
         total = parse_time(resources["time"])  # a value the schema refused raises
     except (KeyError, ValueError):
-        return []  # the time's own problem is reported where it is
+        return out  # the time's own problem is reported where it is
     if seconds >= total:
-        return [loaded.problem(("resources", "requeue", "before_end"), f"must be shorter than resources.time ({seconds} s is not less than {total} s)")]
-    return []
+        out.append(loaded.problem(("resources", "requeue", "before_end"), f"must be shorter than resources.time ({seconds} s is not less than {total} s)"))
+    return out
+
+
+def _amount(number: int, unit: str) -> str:
+    return f"{number} {unit}" + ("" if number == 1 else "s")
+
+
+def _check_minutes_form(loaded: LoadedManifest, path: tuple[str, ...], value: object) -> list[Problem]:
+    """SLURM's MM:SS form (`1:30` is 1 minute 30 seconds): a warning, since it reads as hours
+    and minutes, saying what SLURM makes of it, the form that says so without a warning, and
+    how hours and minutes are written."""
+    form = minutes_seconds(value)
+    if form is None:
+        return []
+    minutes, seconds = form
+    meaning = " ".join(_amount(n, unit) for n, unit in ((minutes, "minute"), (seconds, "second")) if n) or "0 seconds"
+    message = f"SLURM reads {value} as {meaning} (MM:SS): write {format_human_time(minutes * 60 + seconds)} if you mean that"
+    as_hours = minutes * 3600 + seconds * 60
+    try:
+        parse_time(as_hours // 60)
+    except ValueError:
+        return [loaded.problem(path, f"{message}; hours and minutes are written H:MM:SS", level="warning")]
+    meant = " ".join(_amount(n, unit) for n, unit in ((minutes, "hour"), (seconds, "minute")) if n)
+    return [loaded.problem(path, f"{message}; for {meant} write {minutes}:{seconds:02d}:00 or {format_human_time(as_hours)}",
+                           level="warning")]
