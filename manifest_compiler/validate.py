@@ -651,7 +651,41 @@ def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Pro
     for name in secrets:
         if name in env:
             out.append(loaded.problem(("secrets", name), f"{name!r} is both in env and in secrets", key=True))
+    for name, value in env.items():
+        if not isinstance(name, str) or name in secrets:
+            continue
+        if _SECRET_NAME.search(name):
+            out.append(loaded.problem(("env", name), _secret_in_env_message(name), key=True, level="warning"))
+        elif isinstance(value, str) and (expansion := _first_expansion(value)):
+            out.append(loaded.problem(("env", name), _literal_env_message(name, value, expansion), level="warning"))
     return out
+
+
+# Names that usually hold a secret: WANDB_API_KEY, HF_TOKEN, NGROK_AUTHTOKEN, AWS_SECRET_ACCESS_KEY,
+# DB_PASSWORD. TOKEN only ends a word, so MAX_TOKENS and TOKENIZERS_PARALLELISM are not secrets.
+_SECRET_NAME = re.compile(r"(?:^|_)API_?KEY$|(?:^|_)[A-Z0-9]*TOKEN(?:_|$)|SECRET|PASSW(?:OR)?D", re.IGNORECASE)
+# What a shell would expand in a value: $NAME, ${...}, $(...). `$$` is matched only to be
+# skipped, so that `a$$b` is not read as naming a variable b.
+_EXPANSION = re.compile(r"\$\$|\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[^}]*\}?|\()")
+
+
+def _first_expansion(value: str) -> str | None:
+    return next((m[0] for m in _EXPANSION.finditer(value) if m[0] != "$$"), None)
+
+
+def _secret_in_env_message(name: str) -> str:
+    return (f"{name} looks like a secret, but an env value is kept in the manifest and in the job directory "
+            f"(job.sbatch, resolved.json); put the value in a file only you can read (chmod 600) and write instead: "
+            f"secrets: {{{name}: {{file: ~/.{name.lower()}}}}}")
+
+
+def _literal_env_message(name: str, value: str, expansion: str) -> str:
+    """The job passes env values literally (printf %q into --env-file): `PATH: /opt/bin:$PATH`
+    gives the container a PATH without /usr/bin."""
+    shown = "$(…)" if expansion == "$(" else expansion
+    export = f'export {name}="{value}"' if len(value) <= 60 and not any(c in value for c in '"\\`') else f"export {name}=…"
+    return (f"env values are passed literally: the container would get the text {_short.repr(value)} ({shown} is not expanded); "
+            f"write the full value, or set it in the command instead: {export} && …")
 
 
 def _count(value: object, default: int) -> int | None:
