@@ -13,6 +13,7 @@ import difflib
 import posixpath
 import re
 import reprlib
+import shlex
 import typing as t
 
 from . import SCHEMA_VERSIONS
@@ -535,18 +536,22 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     if not isinstance(run, dict):
         return []
     # exactly one of commands, grid, sweep: the schema says it (run's dependentSchemas, and else)
+    out: list[Problem] = []
+    commands = run.get("commands")
+    for i, command in enumerate(commands if isinstance(commands, list) else []):
+        if isinstance(command, str) and (quote := unclosed_quote(command)):
+            out.append(loaded.problem(("run", "commands", i), _UNCLOSED[quote], level="warning"))
     grid = run.get("grid")
     if not isinstance(grid, dict):
-        return []
-    from .resolve import grid_placeholders
+        return out
+    from .resolve import GridTasks, grid_placeholders
 
-    out: list[Problem] = []
     template, parameters = grid.get("template"), grid.get("parameters")
     if isinstance(template, str) and isinstance(parameters, dict):
         try:
             names = grid_placeholders(template)
         except ValueError as e:
-            return [loaded.problem(("run", "grid", "template"), str(e))]
+            return [*out, loaded.problem(("run", "grid", "template"), str(e))]
         for name in names:
             if name not in parameters:
                 out.append(loaded.problem(("run", "grid", "template"), f"placeholder {{{{ {name} }}}} has no parameter; parameters: {', '.join(parameters)}"))
@@ -558,7 +563,58 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
             count *= len(values) if isinstance(values, list) else 1
         if count > MAX_TASKS:
             out.append(loaded.problem(("run", "grid", "parameters"), f"the grid has {count:,} combinations; at most {MAX_TASKS:,} tasks are supported"))
+        # the template's own quotes: each value is substituted as one quoted word, a plain one here
+        quote = unclosed_quote(GridTasks(template, {name: ["x"] for name in names})[0])
+        if quote:
+            out.append(loaded.problem(("run", "grid", "template"), _UNCLOSED[quote], level="warning"))
     return out
+
+
+_UNCLOSED = {
+    "'": "unclosed ' quote: bash fails on it with a syntax error on the node (unexpected EOF while looking for matching '); "
+         "close it, or write an apostrophe as \\' (or within double quotes: \"it's\")",
+    '"': 'unclosed " quote: bash fails on it with a syntax error on the node (unexpected EOF while looking for matching "); '
+         'close it, or write a literal " as \\"',
+}
+# Quoting that pairs up at once (no comment, no here-document): most commands, checked at C speed.
+_PAIRED = re.compile(r"""(?:[^'"\\]|\\.|'[^']*'|"(?:[^"\\]|\\.)*")*""", re.S)
+# bash starts a comment only at the start of a word: after a blank or one of ;&|()<>
+_COMMENT = re.compile(r"(?:^|(?<=[\s;&|()<>]))#")
+_NOT_A_COMMENT = re.compile(r"(?<=[^\s;&|()<>])#")
+_ANSI_C = re.compile(r"\$'(?:[^'\\]|\\.)*'", re.S)  # $'...': a backslash escapes a quote in it
+_HERE_DOCUMENT = re.compile(r"(?<!<)<<(?!<)")
+
+
+def unclosed_quote(command: str) -> str | None:
+    """The quote (' or ") left open in `command`, as bash reads it; None when its quotes pair up.
+
+    shlex reads the quoting, after three adjustments to bash's rules: `#` starts a comment only
+    at the start of a word (`${#VAR}`, `a#b` hold none), `$'...'` may hold `\'`, and a command
+    with a here-document is not judged (its body is not shell words). Not followed: `"$(...)"`
+    holding double quotes of its own, such as "$(date +"%Y's")", is read as closing the
+    outer quotes.
+    """
+    if "'" not in command and '"' not in command or _HERE_DOCUMENT.search(command):
+        return None
+    if "$'" in command:
+        command = _ANSI_C.sub("_", command)
+    if _PAIRED.fullmatch(command) and not _COMMENT.search(command):
+        return None
+    words = _NOT_A_COMMENT.sub("_", command)
+    if _shlex_error(words) != "No closing quotation":  # "No escaped character", a final \, is fine in bash
+        return None
+    return "'" if _shlex_error(words + "'") is None else '"'  # a ' closes an open ', not an open "
+
+
+def _shlex_error(words: str) -> str | None:
+    lexer = shlex.shlex(words, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, "#"
+    try:
+        for _ in lexer:
+            pass
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _check_subsets(loaded: LoadedManifest, subsets: object) -> list[Problem]:
