@@ -24,8 +24,48 @@ from collections import abc
 from .load import scalar_text
 from .units import format_mem, format_time, parse_mem, parse_time
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
+# A grid template, read left to right. A template delimiter written twice is one literal
+# delimiter ({{{{ -> {{, {%{% -> {%, {#{# -> {#); `}}` is always literal. `${#` and `${%` are
+# bash's (`${#VAR}`), never template syntax. Whatever else opens template syntax is refused.
+# None of these escapes can occur in a template that was valid before they existed (it would
+# hold a `{{`, `{%` or `{#` outside a placeholder), so no command of such a template changes.
+_TEMPLATE_PART = re.compile(
+    r"(?P<escape>\{\{\{\{|\{%\{%|\{#\{#)"
+    r"|\$\{[#%]"
+    r"|\{\{\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}"
+    r"|(?P<syntax>\{\{(?!\{)|\{[%#])"  # `{{{ x }}`: a literal { and a placeholder
+)
+
+
+def template_pieces(template: str) -> tuple[list[str], list[str]]:
+    """A grid template as (literals, names): the text around each `{{ name }}` placeholder,
+    escapes written as what they stand for, and the placeholders' names in order
+    (`len(literals) == len(names) + 1`).
+
+    Raises:
+        ValueError: template syntax other than placeholders (`{% for %}`, `{{ x | f }}`).
+    """
+    literals: list[str] = []
+    names: list[str] = []
+    text: list[str] = []
+    pos = 0
+    for part in _TEMPLATE_PART.finditer(template):
+        text.append(template[pos : part.start()])
+        pos = part.end()
+        if part["syntax"]:
+            opening = part["syntax"]
+            snippet = template[part.start() : part.start() + 20]
+            raise ValueError(f"unsupported template syntax near {snippet!r}; only {{{{ name }}}} placeholders are allowed "
+                             f"({opening}{opening} writes a literal {opening})")
+        if part["name"]:
+            literals.append("".join(text))
+            names.append(part["name"])
+            text = []
+        else:
+            text.append(part[0][:2] if part["escape"] else part[0])
+    text.append(template[pos:])
+    literals.append("".join(text))
+    return literals, names
 
 
 def grid_placeholders(template: str) -> list[str]:
@@ -34,12 +74,7 @@ def grid_placeholders(template: str) -> list[str]:
     Only plain placeholders are supported; anything else that looks like template
     syntax is refused rather than passed through silently. Raises ValueError.
     """
-    rest = _PLACEHOLDER.sub("", template)
-    bad = _TEMPLATE_SYNTAX.search(rest)
-    if bad:
-        snippet = rest[bad.start() : bad.start() + 20]
-        raise ValueError(f"unsupported template syntax near {snippet!r}; only {{{{ name }}}} placeholders are allowed")
-    return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
+    return list(dict.fromkeys(template_pieces(template)[1]))
 
 
 class GridTasks(abc.Sequence[str]):
@@ -62,8 +97,7 @@ class GridTasks(abc.Sequence[str]):
         Raises:
             ValueError: the template names a parameter that does not exist.
         """
-        pieces = _PLACEHOLDER.split(template)  # literal, name, literal, name, ...
-        literals, names = pieces[0::2], pieces[1::2]
+        literals, names = template_pieces(template)
         order = list(parameters)
         pattern = [_format_literal(literals[0])]
         for name, literal in zip(names, literals[1:], strict=True):

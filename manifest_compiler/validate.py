@@ -552,6 +552,9 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
             names = grid_placeholders(template)
         except ValueError as e:
             return [*out, loaded.problem(("run", "grid", "template"), str(e))]
+        if "{{{{" in template and "}}}}" in template:  # a literal {{ is escaped; a }} never needs to be
+            out.append(loaded.problem(("run", "grid", "template"), "}} needs no escape, so }}}} stays }}}} in the commands; "
+                                      "for a literal {{ … }} write {{{{ … }}", level="warning"))
         for name in names:
             if name not in parameters:
                 out.append(loaded.problem(("run", "grid", "template"), f"placeholder {{{{ {name} }}}} has no parameter; parameters: {', '.join(parameters)}"))

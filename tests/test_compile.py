@@ -169,3 +169,36 @@ def test_runs_takes_a_run_directory_name_hash_or_name(tmp_path: Path, capsys: py
     assert main(["runs", f"lr-grid/{old.name}", "--runs", runs]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"lr-grid/{old.name}  6 tasks") and new.name not in out
+
+
+GRID_WITH_BRACES = """\
+version: 1
+name: braces
+project: study
+container:
+  image: /images/app.sif
+resources:
+  time: 10m
+  mem: 1G
+run:
+  grid:
+    template: >-
+      printf '%s|' {{ word }} ${#WORD} "${UNSET_VAR:-fallback}" '{{{{ word }}' {%{%s} {#{#x}; printf '\\n'
+    parameters:
+      word: [ab, "c d"]
+"""
+
+
+def test_grid_template_escapes_and_bash_braces_reach_bash_as_written(tmp_path: Path) -> None:
+    """{{{{, {%{% and {#{# write a literal {{, {% and {#; `${#VAR}` and `${VAR:-x}` are bash's."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(GRID_WITH_BRACES)
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    commands = (run / "tasks" / "commands").read_text().splitlines()
+    assert commands == [
+        "printf '%s|' ab ${#WORD} \"${UNSET_VAR:-fallback}\" '{{ word }}' {%s} {#x}; printf '\\n'",
+        "printf '%s|' 'c d' ${#WORD} \"${UNSET_VAR:-fallback}\" '{{ word }}' {%s} {#x}; printf '\\n'",
+    ]
+    out = [subprocess.run(["bash", "-c", c], env={"WORD": "four"}, capture_output=True, text=True, check=True).stdout
+           for c in commands]
+    assert out == ["ab|4|fallback|{{ word }}|{%s}|{#x}|\n", "c d|4|fallback|{{ word }}|{%s}|{#x}|\n"]

@@ -66,6 +66,7 @@ MCOMPILE_ONLY = {
     "extends-unknown-key-in-base": CROSS_FILE,
     "schema-extends-base-still-incomplete": CROSS_FILE,
     "gpu_type-without-gpus": CROSS_FIELD,
+    "grid-jinja-comment": GRID,
     "grid-jinja-filter": GRID,
     "grid-jinja-for": GRID,
     "grid-placeholder-without-parameter": CROSS_FIELD,
