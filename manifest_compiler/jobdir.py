@@ -29,6 +29,9 @@ from pathlib import Path
 
 from .errors import OperationError
 
+if t.TYPE_CHECKING:
+    from .model import Resolved
+
 JOB_SCRIPT = "job.sbatch"
 TASK_COMMANDS = "tasks/commands"
 TASK_INDEX = "tasks/index"
@@ -132,7 +135,7 @@ def select_runs(runs_dir: str | os.PathLike[str], spec: str | None) -> list[Path
     return []
 
 
-def read_resolved(run_dir: Path) -> dict[str, t.Any]:
+def read_resolved(run_dir: Path) -> Resolved:
     """The resolved.json of a job directory.
 
     Raises:
@@ -149,7 +152,7 @@ def read_resolved(run_dir: Path) -> dict[str, t.Any]:
         raise OperationError(f"{file}: not valid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
         raise OperationError(f"{file}: not a resolved manifest (expected an object with name and run)")
-    return data
+    return t.cast("Resolved", data)
 
 
 def task_count(run_dir: Path) -> int:

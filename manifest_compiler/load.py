@@ -20,6 +20,7 @@ import typing as t
 import yaml
 
 from .errors import ManifestError, Problem
+from .model import RUN_KINDS
 
 try:  # libyaml is ~10x faster; the pure-Python parser gives the same nodes.
     _BaseLoader: type = yaml.CSafeLoader
@@ -280,17 +281,16 @@ def _extends_problem(source: Source, message: str) -> Problem:
     return Problem(file, line, col, "extends", message)
 
 
-# `run` holds exactly one of these; an extending file that names one replaces the
-# base's choice instead of merging into a manifest with two kinds of run.
-_RUN_KINDS = ("commands", "grid", "sweep")
 
 
 def merge(base: dict[str, t.Any], over: dict[str, t.Any], path: tuple[str, ...] = ()) -> dict[str, t.Any]:
     """Deep merge for `extends`: mappings merge (`over` wins), lists and scalars replace."""
     out = dict(base)
-    if path == ("run",) and any(k in over for k in _RUN_KINDS):
-        for k in _RUN_KINDS:
-            out.pop(k, None)
+    # `run` holds exactly one kind: an extending file that names one replaces the base's
+    # choice instead of merging into a manifest with two kinds of run
+    if path == ("run",) and any(kind in over for kind in RUN_KINDS):
+        for kind in RUN_KINDS:
+            out.pop(kind, None)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = merge(out[k], v, (*path, k))

@@ -13,6 +13,7 @@ from .load import FILES, LoadedManifest, Reader, load_manifest, refuse_base
 from .validate import validate_manifest
 
 if t.TYPE_CHECKING:
+    from .model import Resolved
     from .plan import JobPlan
     from .render import RenderedFiles
     from .write import WriteResult
@@ -49,7 +50,7 @@ def load_valid(path: str, *, reader: Reader = FILES) -> tuple[LoadedManifest, li
     return loaded, problems
 
 
-def resolve_file(path: str, *, reader: Reader = FILES) -> tuple[dict[str, t.Any], LoadedManifest, list[Problem]]:
+def resolve_file(path: str, *, reader: Reader = FILES) -> tuple[Resolved, LoadedManifest, list[Problem]]:
     """A valid, complete manifest resolved, with the file it came from and its warnings.
 
     Raises:

@@ -11,7 +11,8 @@ import dataclasses
 import re
 import typing as t
 
-from . import __version__
+from . import __version__, model
+from .model import Resolved
 
 # Shell variables the job script defines before it uses any path below.
 JOB = "${MCOMPILE_JOB}"  # the array's job id (the job id without an array)
@@ -50,7 +51,7 @@ class StageStep:
 
 @dataclasses.dataclass(frozen=True)
 class JobPlan:
-    resolved: dict[str, t.Any]
+    resolved: Resolved
     compiler_version: str
     job_name: str
     directives: list[tuple[str, str | None]]  # (long option, value or None for a flag)
@@ -81,7 +82,7 @@ class JobPlan:
     launcher: t.Literal["single", "srun", "torchrun"]
     processes_per_node: int  # processes each node runs (SLURM tasks, or torchrun's --nproc-per-node)
     world_size: int  # processes of one task, all nodes together
-    requeue: dict[str, int] | None  # {"before_end": seconds, "max_restarts": n}
+    requeue: model.Requeue | None  # before_end in seconds, max_restarts
 
     @property
     def distributed(self) -> bool:
@@ -89,13 +90,13 @@ class JobPlan:
         return self.launcher != "single"
 
 
-def archive_dir(resolved: dict[str, t.Any]) -> str:
+def archive_dir(resolved: Resolved) -> str:
     """Where `stage: archive` keeps its tars: <scratch>/<project>/.mcompile/archives."""
     scratch = resolved["cluster"]["scratch"].rstrip("/")
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
-def log_pattern(resolved: dict[str, t.Any]) -> str:
+def log_pattern(resolved: Resolved) -> str:
     """The --output pattern (symbolic): <logs>/<name>_%A_%a.out, or _%j_0.out without an array.
 
     A `%` of the folder itself is doubled: sbatch would read `%x` in it as a pattern.
@@ -109,7 +110,7 @@ def _depth(target: str) -> int:
     return 0 if target.startswith("$") else target.count("/")
 
 
-def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
+def plan_job(resolved: Resolved) -> JobPlan:
     """Decide what the job does for a resolved manifest."""
     name, project = resolved["name"], resolved["project"]
     cluster, res, c = resolved["cluster"], resolved["resources"], resolved["container"]
@@ -156,10 +157,10 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
     outputs_dir = f"{resolved['outputs']['dir'].rstrip('/')}/{JOB}_{TASK}"
 
     mounts = [
-        Mount(outputs_dir, "/scratch_storage", "rw", "persistent", "results of this task; survives the job", create=True),
-        Mount(f"{local_dir}/home", "$HOME", "rw", "job", "empty home folder (nothing from the host's home)", create=True),
-        Mount(f"{local_dir}/db", "/db", "rw", "job", "scratch space for databases", create=True),
-        Mount(f"{local_dir}/tmp", "/tmp", "rw", "job", "a real /tmp on node-local disk", create=True),
+        Mount(outputs_dir, model.SCRATCH_TARGET, "rw", "persistent", "results of this task; survives the job", create=True),
+        Mount(f"{local_dir}/home", model.HOME_TARGET, "rw", "job", "empty home folder (nothing from the host's home)", create=True),
+        Mount(f"{local_dir}/db", model.DB_TARGET, "rw", "job", "scratch space for databases", create=True),
+        Mount(f"{local_dir}/tmp", model.TMP_TARGET, "rw", "job", "a real /tmp on node-local disk", create=True),
     ]
     if c["workdir"]:
         mounts.append(Mount(f"{local_dir}/workdir", c["workdir"], "rw", "job", "empty working directory", create=True))
@@ -172,11 +173,11 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
             source = f"{root}/{subset}"
             if data["stage"] == "bind":
                 staging.append(StageStep(subset, "bind", source, source, i))
-                mounts.append(Mount(source, f"/data/{subset}", "ro", "external", f"data subset {subset}, bound in place"))
+                mounts.append(Mount(source, f"{model.DATA_TARGET}/{subset}", "ro", "external", f"data subset {subset}, bound in place"))
             else:
                 dest = f"{local_dir}/data/{subset}"
                 staging.append(StageStep(subset, data["stage"], source, dest, i))
-                mounts.append(Mount(dest, f"/data/{subset}", "rw", "job", f"data subset {subset}, staged to node-local disk ({data['stage']})"))
+                mounts.append(Mount(dest, f"{model.DATA_TARGET}/{subset}", "rw", "job", f"data subset {subset}, staged to node-local disk ({data['stage']})"))
     for bind in c["binds"]:
         mounts.append(Mount(bind["source"], bind["target"], bind["mode"], "external", "declared in container.binds"))
     # parents first: a target inside another target comes after it (stable otherwise)
@@ -199,7 +200,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
     gpu_hours = n * res["nodes"] * res["gpus"] * hours
 
     launcher = resolved["run"]["launcher"]
-    per_node = resolved["run"]["processes_per_node"] if launcher == "torchrun" else res["tasks_per_node"]
+    per_node = resolved["run"]["processes_per_node"] or res["tasks_per_node"]
 
     secrets = {k: v["file"] for k, v in resolved["secrets"].items()}
     return JobPlan(
@@ -233,7 +234,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
         gpu_hours=gpu_hours,
         launcher=launcher,
         processes_per_node=per_node,
-        world_size=res["nodes"] * per_node,
+        world_size=model.world_size(launcher, res["nodes"], res["tasks_per_node"], resolved["run"]["processes_per_node"]),
         requeue=requeue,
     )
 
@@ -257,7 +258,7 @@ def path_vars(path: str) -> list[str]:
     return [a or b for a, b in VARIABLE.findall(home_spelled(path))]
 
 
-def _required_vars(resolved: dict[str, t.Any]) -> list[tuple[str, str]]:
+def _required_vars(resolved: Resolved) -> list[tuple[str, str]]:
     """Every environment variable the paths of the manifest need, with the first field using it."""
     fields: list[tuple[str, str]] = [
         ("cluster.local_tmp", resolved["cluster"]["local_tmp"]),

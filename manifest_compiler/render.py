@@ -27,6 +27,7 @@ from collections import abc
 from json.encoder import encode_basestring
 
 from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
+from .model import Resolved
 from .plan import VARIABLE, JobPlan, home_spelled
 
 PLAN_TASKS_SHOWN = 20
@@ -209,7 +210,7 @@ def encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:
     return b"".join(command_chunks(tasks)), b"".join(index_chunks(survey_tasks(tasks).ends))
 
 
-def resolved_json_chunks(resolved: dict[str, t.Any]) -> t.Iterator[bytes]:
+def resolved_json_chunks(resolved: Resolved) -> t.Iterator[bytes]:
     """resolved.json in chunks: the bytes of `json.dumps(resolved, indent=2, sort_keys=True,
     ensure_ascii=False) + "\\n"`, with run.tasks streamed from its sequence, never a list.
     """
@@ -225,7 +226,7 @@ def resolved_json_chunks(resolved: dict[str, t.Any]) -> t.Iterator[bytes]:
     yield "".join(buf).encode()
 
 
-def resolved_json_size(resolved: dict[str, t.Any], tasks: TaskBytes) -> int:
+def resolved_json_size(resolved: Resolved, tasks: TaskBytes) -> int:
     """The length of resolved.json, from the rest of the document and the measured tasks."""
     rest = sum(len(piece.encode()) for piece in _json_pieces(resolved, 0, (), lambda _tasks, _level: iter(())))
     n, level = len(tasks.ends) - 1, len(_TASKS_PATH)

@@ -21,7 +21,9 @@ import shlex
 import typing as t
 from collections import abc
 
+from . import model
 from .load import scalar_text
+from .model import Resolved
 from .units import format_mem, format_time, parse_mem, parse_time
 
 # A grid template, read left to right. A template delimiter written twice is one literal
@@ -151,42 +153,29 @@ def _format_literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def expand_grid(template: str, parameters: dict[str, list[t.Any]]) -> t.Iterator[str]:
-    """The commands of a grid: cartesian product in declared order, values shell-quoted.
-
-    A value can never become a second shell word or command: each substitution is
-    one quoted word (`shlex.quote`), whatever bytes it holds.
-    """
-    return iter(GridTasks(template, parameters))
-
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/") or "/", *parts]).replace("//", "/")
-
-
-def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
-    """Fill defaults and normalise a manifest that passed validation."""
+def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
+    """Fill defaults (model.py) and normalise a manifest that passed validation."""
     name, project = data["name"], data["project"]
     cluster = dict(data.get("cluster") or {})
-    scratch = cluster.get("scratch", "$SCRATCH")
-    cluster_out = {
+    scratch = cluster.get("scratch", model.DEFAULT_SCRATCH)
+    cluster_out: model.Cluster = {
         "account": cluster.get("account"),
         "partition": cluster.get("partition"),
         "qos": cluster.get("qos"),
         "constraint": cluster.get("constraint"),
         "modules": list(cluster.get("modules") or []),
         "scratch": scratch,
-        "local_tmp": cluster.get("local_tmp", "$SLURM_TMPDIR"),
+        "local_tmp": cluster.get("local_tmp", model.DEFAULT_LOCAL_TMP),
         "sbatch_options": {k: scalar_text(v) if v is not True else True for k, v in (cluster.get("sbatch_options") or {}).items()},
     }
 
-    res = data["resources"]
-    gpus = res.get("gpus", 0)
-    resources = {
+    res = {**model.DEFAULT_RESOURCES, **data["resources"]}
+    gpus = res["gpus"]
+    resources: model.Resources = {
         "time": format_time(parse_time(res["time"])),
-        "nodes": res.get("nodes", 1),
-        "tasks_per_node": res.get("tasks_per_node", 1),
-        "cpus_per_task": res.get("cpus_per_task", 1),
+        "nodes": res["nodes"],
+        "tasks_per_node": res["tasks_per_node"],
+        "cpus_per_task": res["cpus_per_task"],
         "mem": format_mem(parse_mem(res["mem"])),
         "gpus": gpus,
         "gpu_type": res.get("gpu_type"),
@@ -194,33 +183,31 @@ def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
         "requeue": _resolve_requeue(res.get("requeue")),
     }
 
-    c = data["container"]
-    gpu = c.get("gpu", "auto")
-    container = {
+    c = {**model.DEFAULT_CONTAINER_SWITCHES, **data["container"]}
+    container: model.Container = {
         "image": c["image"],
-        "runtime": c.get("runtime", "auto"),
-        "entry": c.get("entry", "run"),
-        "gpu": ("nvidia" if gpus > 0 else "none") if gpu == "auto" else gpu,
-        "stage_image": c.get("stage_image", True),
+        "runtime": c.get("runtime", model.DEFAULT_RUNTIME),
+        "entry": c.get("entry", model.DEFAULT_ENTRY),
+        "gpu": model.gpu_flag(c.get("gpu", model.DEFAULT_GPU), gpus),
+        "stage_image": c["stage_image"],
         "workdir": c.get("workdir"),
-        "cleanenv": c.get("cleanenv", True),
-        "contain": c.get("contain", True),
-        "writable_tmpfs": c.get("writable_tmpfs", True),
-        "binds": [{"source": b["source"], "target": b["target"], "mode": b.get("mode", "rw")} for b in c.get("binds") or []],
+        "cleanenv": c["cleanenv"],
+        "contain": c["contain"],
+        "writable_tmpfs": c["writable_tmpfs"],
+        "binds": [{"source": b["source"], "target": b["target"], "mode": b.get("mode", model.DEFAULT_BIND_MODE)}
+                  for b in c.get("binds") or []],
     }
 
     d = data.get("data")
-    data_out = None
+    data_out: model.Data | None = None
     if d:
         data_out = {
-            "root": d.get("root", _join(scratch, project, "data")),
+            "root": d.get("root", model.default_data_root(scratch, project)),
             "subsets": list(d["subsets"]),
-            "stage": d.get("stage", "archive"),
+            "stage": d.get("stage", model.DEFAULT_STAGE),
         }
 
-    run = _resolve_run(data["run"])
-    run["launcher"] = data["run"].get("launcher", "single")
-    run["processes_per_node"] = (data["run"].get("processes_per_node") or max(gpus, 1)) if run["launcher"] == "torchrun" else None
+    run = _resolve_run(data["run"], gpus)
 
     outputs = data.get("outputs") or {}
     return {
@@ -236,41 +223,39 @@ def resolve_manifest(data: dict[str, t.Any]) -> dict[str, t.Any]:
         "env": {k: scalar_text(v) for k, v in (data.get("env") or {}).items()},
         "secrets": {k: {"file": v["file"]} for k, v in (data.get("secrets") or {}).items()},
         "outputs": {
-            "dir": outputs.get("dir", _join(scratch, project, name)),
-            "logs": outputs.get("logs", _join(scratch, project, "hpc_outputs")),
+            "dir": outputs.get("dir", model.default_outputs_dir(scratch, project, name)),
+            "logs": outputs.get("logs", model.default_logs(scratch, project)),
         },
     }
 
 
-def _resolve_requeue(requeue: dict[str, t.Any] | None) -> dict[str, int] | None:
+def _resolve_requeue(requeue: dict[str, t.Any] | None) -> model.Requeue | None:
     """before_end in seconds (SLURM's --signal unit); None: no requeue."""
     if requeue is None:
         return None
     return {
-        "before_end": parse_time(requeue.get("before_end", "5m")),
-        "max_restarts": requeue.get("max_restarts", 3),
+        "before_end": parse_time(requeue.get("before_end", model.DEFAULT_BEFORE_END)),
+        "max_restarts": requeue.get("max_restarts", model.DEFAULT_MAX_RESTARTS),
     }
 
 
-def _resolve_run(run: dict[str, t.Any]) -> dict[str, t.Any]:
+def _resolve_run(run: dict[str, t.Any], gpus: int) -> model.Run:
+    """The run's tasks (one command each), then how each task starts its processes."""
+    out: model.Run
     if "commands" in run:
-        return {"kind": "commands", "tasks": list(run["commands"])}
-    if "grid" in run:
+        out = {"kind": "commands", "tasks": list(run["commands"])}  # type: ignore[typeddict-item]  # launcher below
+    elif "grid" in run:
         grid = run["grid"]
         parameters = {k: list(v) for k, v in grid["parameters"].items()}
-        return {
-            "kind": "grid",
-            "template": grid["template"],
-            "parameters": parameters,
-            "tasks": GridTasks(grid["template"], parameters),
-        }
-    sweep = run["sweep"]
-    per_agent = sweep.get("runs_per_agent", 1)
-    command = f"wandb agent --count {per_agent} {sweep['id']}"
-    return {
-        "kind": "sweep",
-        "id": sweep["id"],
-        "agents": sweep["agents"],
-        "runs_per_agent": per_agent,
-        "tasks": [command] * sweep["agents"],
-    }
+        out = {"kind": "grid", "template": grid["template"], "parameters": parameters,  # type: ignore[typeddict-item]
+               "tasks": GridTasks(grid["template"], parameters)}
+    else:
+        sweep = run["sweep"]
+        per_agent = sweep.get("runs_per_agent", model.DEFAULT_RUNS_PER_AGENT)
+        command = f"wandb agent --count {per_agent} {sweep['id']}"
+        out = {"kind": "sweep", "id": sweep["id"], "agents": sweep["agents"],  # type: ignore[typeddict-item]
+               "runs_per_agent": per_agent, "tasks": [command] * sweep["agents"]}
+    # last in resolved.json's run, after the tasks
+    out["launcher"] = launcher = run.get("launcher", model.DEFAULT_LAUNCHER)
+    out["processes_per_node"] = model.processes_per_node(launcher, run.get("processes_per_node"), gpus)
+    return out

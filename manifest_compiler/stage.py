@@ -21,6 +21,7 @@ import typing as t
 from pathlib import Path
 
 from .errors import OperationError
+from .model import Resolved
 from .plan import VARIABLE, archive_dir, home_spelled, path_vars
 from .write import temporary_tag, writer_died
 
@@ -98,7 +99,7 @@ class Archive:
     built: bool  # False: reused an existing archive of the same data
 
 
-def stage_archives(resolved: dict[str, t.Any], *, progress: t.TextIO | None = sys.stderr,
+def stage_archives(resolved: Resolved, *, progress: t.TextIO | None = sys.stderr,
                    cwd: str | os.PathLike[str] | None = None) -> list[Archive]:
     """Build or reuse one archive per subset. Nothing to do unless stage is archive.
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
+from .model import Resolved
 from .plan import log_pattern
 from .runs import (
     ACTIVE_STATES,
@@ -59,7 +60,7 @@ def _note(message: str) -> None:
     print(f"mcompile: {message}", file=sys.stderr)
 
 
-def _check(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool) -> list[str]:
+def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     """The image, the data subsets and the secret files, at the paths the job will use; the warnings to show."""
     warnings: list[str] = []
     image = expand(resolved["container"]["image"], cwd=run_dir)
@@ -88,7 +89,7 @@ def _check(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool) -> list[s
     return warnings
 
 
-def _stage_and_logs(run_dir: Path, resolved: dict[str, t.Any]) -> tuple[list[str], str]:
+def _stage_and_logs(run_dir: Path, resolved: Resolved) -> tuple[list[str], str]:
     """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
     archives = stage_archives(resolved, cwd=run_dir)
     for a in archives:
@@ -102,7 +103,7 @@ def _stage_and_logs(run_dir: Path, resolved: dict[str, t.Any]) -> tuple[list[str
     return [f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives], logs.replace("%", "%%")
 
 
-def preflight(run_dir: Path, resolved: dict[str, t.Any], *, strict: bool = False) -> tuple[list[str], list[str]]:
+def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False) -> tuple[list[str], list[str]]:
     """Check what the job will need and stage archives; return (sbatch options of a whole-run array, warnings).
 
     With `strict`, a secret file readable by others is refused, not only warned about.
@@ -161,7 +162,7 @@ def max_array_size() -> tuple[int, str | None]:
 
 # --- running sbatch -------------------------------------------------------------------------
 
-def _sbatch_env(resolved: dict[str, t.Any]) -> dict[str, str]:
+def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
@@ -233,7 +234,7 @@ def _new_key() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
 
 
-def _submit(run_dir: Path, resolved: dict[str, t.Any], request: _Request, *, strict: bool) -> int:
+def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool) -> int:
     """Pre-flight, test every chunk, queue them in order and record each; exit code."""
     warnings = _check(run_dir, resolved, strict=strict)
     for w in warnings:
@@ -356,7 +357,7 @@ def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> in
         return _submit(run_dir, resolved, request, strict=strict)
 
 
-def _completion(latest: Submission, manifest_path: str, resolved: dict[str, t.Any]) -> _Request:
+def _completion(latest: Submission, manifest_path: str, resolved: Resolved) -> _Request:
     missing = latest.missing
     _note(f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
           f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")

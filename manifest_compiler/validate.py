@@ -19,20 +19,26 @@ import typing as t
 from . import SCHEMA_VERSIONS
 from .errors import Problem
 from .load import LoadedManifest, format_path
+from .model import (
+    DATA_TARGET,
+    DEFAULT_LAUNCHER,
+    DEFAULT_LOCAL_TMP,
+    DEFAULT_RESOURCES,
+    DEFAULT_SCRATCH,
+    DISTRIBUTED_ENV,
+    OWN_TARGETS,
+    RESERVED_ENV_PREFIXES,
+    SYSTEM_TARGETS,
+    SYSTEM_TREES,
+    processes_per_node,
+    world_size,
+)
 from .units import format_human_time, minutes_seconds, parse_mem, parse_time
 
 # The largest number of array tasks one manifest may describe (a grid's product,
 # a commands list, a sweep's agents). Above it compile refuses, with this number.
 MAX_TASKS = 1_000_000
 
-# Targets that would break the container if a bind replaced them.
-SYSTEM_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/lib", "/lib32", "/lib64", "/libx32")
-# Targets mcompile binds itself (see the bind-mount plan).
-OWN_TARGETS = ("/scratch_storage", "/db", "/tmp")
-
-RESERVED_ENV_PREFIXES = ("SLURM_", "MCOMPILE_", "APPTAINER", "SINGULARITY")
-# Set by the job for every process when run.launcher is srun or torchrun.
-DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 # SLURM's --signal=B:SIG@TIME takes at most 65535 seconds.
 MAX_SIGNAL_SECONDS = 65535
 
@@ -284,7 +290,7 @@ def _one_line(text: str) -> bool:
 
 
 # Roots whose default is a variable: a relative value is better left out than prefixed.
-_ROOT_DEFAULTS = {("cluster", "scratch"): "$SCRATCH", ("cluster", "local_tmp"): "$SLURM_TMPDIR"}
+_ROOT_DEFAULTS = {("cluster", "scratch"): DEFAULT_SCRATCH, ("cluster", "local_tmp"): DEFAULT_LOCAL_TMP}
 
 
 def _relative_path_message(field: tuple[str | int, ...], path: str) -> str:
@@ -516,7 +522,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
                 out.append(loaded.problem(("resources", key), str(e)))
             else:
                 out += _check_minutes_form(loaded, ("resources", key), value)
-    if resources.get("gpu_type") is not None and resources.get("gpus", 0) == 0:
+    if resources.get("gpu_type") is not None and resources.get("gpus", DEFAULT_RESOURCES["gpus"]) == 0:
         out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
     out += _check_targets(loaded, _mapping(data.get("container")), refused)
@@ -668,11 +674,11 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused:
         if _normal_target(target) is None:
             out.append(loaded.problem(where, f"{target!r} is not a normalised path (no '.', '..', '//' or trailing '/'); write {posixpath.normpath(target)!r}"))
             continue
-        if target in SYSTEM_TARGETS or target.startswith(("/proc/", "/sys/", "/dev/")):
+        if target in SYSTEM_TARGETS or target.startswith(SYSTEM_TREES):
             out.append(loaded.problem(where, f"{target!r} is a system path; binding over it would break the container"))
             continue
-        if target == "/data" or target.startswith("/data/"):
-            out.append(loaded.problem(where, f"{target!r}: /data is reserved for data.subsets"))
+        if target == DATA_TARGET or target.startswith(DATA_TARGET + "/"):
+            out.append(loaded.problem(where, f"{target!r}: {DATA_TARGET} is reserved for data.subsets"))
             continue
         if target in taken:
             out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
@@ -760,11 +766,11 @@ def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set
     if "run.launcher" in refused:
         return []
 
-    def count(key: str, default: int) -> int | None:
-        return None if f"resources.{key}" in refused else _count(res.get(key), default)
+    def count(key: str) -> int | None:
+        return None if f"resources.{key}" in refused else _count(res.get(key), DEFAULT_RESOURCES[key])
 
-    launcher = run.get("launcher", "single")
-    nodes, per_node, gpus = count("nodes", 1), count("tasks_per_node", 1), count("gpus", 0)
+    launcher = run.get("launcher", DEFAULT_LAUNCHER)
+    nodes, per_node, gpus = count("nodes"), count("tasks_per_node"), count("gpus")
     processes = None if "run.processes_per_node" in refused else _count(run.get("processes_per_node"), 0) or None
     out: list[Problem] = []
     both = "run.launcher: srun (one container per SLURM task: Lightning, DDP) or torchrun (one container per node)"
@@ -786,7 +792,7 @@ def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set
         elif gpus != per_node:
             out.append(loaded.problem(("resources", "tasks_per_node"), f"{per_node} tasks per node with {gpus} GPUs per node: Lightning's SLURM detection expects one task per GPU (tasks_per_node: {gpus})", level="warning"))
     if launcher != "single" and "sweep" in run and nodes is not None and per_node is not None:
-        world = nodes * (per_node if launcher == "srun" else (processes if isinstance(processes, int) else max(gpus or 0, 1)))
+        world = world_size(launcher, nodes, per_node, processes_per_node(launcher, processes, gpus or 0))
         if world > 1:
             out.append(loaded.problem(("run", "launcher"), f"a W&B sweep cannot run {world} processes per task: each would start its own agent and take a different run; use launcher: single, one agent per task"))
     if launcher != "single":

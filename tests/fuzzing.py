@@ -27,8 +27,16 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from manifest_compiler.load import scalar_text
+from manifest_compiler.model import (
+    DATA_TARGET,
+    DISTRIBUTED_ENV,
+    OWN_TARGETS,
+    SYSTEM_TARGETS,
+    SYSTEM_TREES,
+    processes_per_node,
+    world_size,
+)
 from manifest_compiler.units import parse_time
-from manifest_compiler.validate import DISTRIBUTED_ENV
 
 # --- writing manifests -----------------------------------------------------------------------
 
@@ -162,14 +170,12 @@ SBATCH_OPTION = st.one_of(
     st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True),
 ).filter(lambda o: o not in OWNED_SBATCH and not any(x.startswith(o) for x in OWNED_SBATCH))
 
-SYSTEM_TARGETS = {"/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/lib", "/lib32", "/lib64", "/libx32"}
-OWN_TARGETS = {"/scratch_storage", "/db", "/tmp"}
 
 
 def target_ok(target: str) -> bool:
     """A bind target or workdir the documented rules accept (besides being unique)."""
-    return (target not in SYSTEM_TARGETS and target not in OWN_TARGETS and not target.startswith(("/proc/", "/sys/", "/dev/"))
-            and target != "/data" and not target.startswith("/data/"))
+    return (target not in SYSTEM_TARGETS and target not in OWN_TARGETS and not target.startswith(SYSTEM_TREES)
+            and target != DATA_TARGET and not target.startswith(DATA_TARGET + "/"))
 
 
 # --- what a generated manifest must compile to -----------------------------------------------
@@ -308,8 +314,7 @@ def _launcher(draw: st.DrawFn, doc: dict[str, t.Any]) -> None:
     if launcher == "torchrun" and draw(st.booleans()):
         run["processes_per_node"] = draw(st.integers(1, 8))
     if "sweep" in run and launcher != "single":
-        per = per_node if launcher == "srun" else run.get("processes_per_node", max(gpus, 1))
-        assume(nodes * per == 1)
+        assume(world_size(launcher, nodes, per_node, processes_per_node(launcher, run.get("processes_per_node"), gpus)) == 1)
     if launcher != "single" or draw(st.booleans()):
         run["launcher"] = launcher
     if draw(st.booleans()):

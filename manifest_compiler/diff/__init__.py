@@ -24,6 +24,7 @@ from ..errors import DiffError
 if t.TYPE_CHECKING:
     from pathlib import Path
 
+    from ..model import Resolved
     from .model import ManifestDiff
 
 # `compile` sums up the changes since the previous run only up to this many tasks
@@ -64,7 +65,7 @@ def diff_specs(a: str, b: str | None, *, runs_dir: str) -> ManifestDiff:
     return diff_manifests(old, new)
 
 
-def summary_against_previous(resolved: dict[str, t.Any], runs_dir: str, exclude: Path | None = None) -> str | None:
+def summary_against_previous(resolved: Resolved, runs_dir: str, exclude: Path | None = None) -> str | None:
     """One line for `mcompile compile`: what changed since the newest previous run.
 
     Args:

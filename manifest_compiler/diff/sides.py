@@ -69,7 +69,7 @@ def _find_run(runs_dir: str, spec: str) -> Path | None:
     return runs[0] if runs else None
 
 
-def plain(resolved: dict[str, t.Any]) -> dict[str, t.Any]:
+def plain(resolved: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """The resolved manifest as resolved.json holds it (plain JSON types)."""
     return t.cast("dict[str, t.Any]", json.loads(json.dumps(resolved, default=list)))  # a GridTasks becomes its list
 
@@ -101,7 +101,7 @@ def load_run(run_dir: Path, label: str) -> Side:
     from ..jobdir import read_resolved
 
     try:
-        return Side(label, read_resolved(run_dir), "run", run_dir)
+        return Side(label, dict(read_resolved(run_dir)), "run", run_dir)
     except OperationError as e:
         raise DiffError(str(e)) from None
 
