@@ -218,6 +218,7 @@ def test_two_compiles_of_different_manifests_at_once_keep_their_files_apart(tmp_
 # --- kill -9 during compile ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_9_during_compile_never_leaves_a_partial_run(tmp_path: Path) -> None:
     manifest = grid_manifest(tmp_path, 1000, 300)  # 300,000 tasks: about a second
     parent = tmp_path / "runs" / "race"
@@ -324,6 +325,7 @@ def _expected_members(root: Path, subset: str) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_kill_9_during_archive_building_never_leaves_a_trusted_partial_archive(tmp_path: Path, big_data: Path) -> None:
     root = big_data / "proj" / "data"
     archives = big_data / "proj" / ".mcompile" / "archives"

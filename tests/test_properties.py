@@ -37,7 +37,8 @@ hypothesis_jsonschema = pytest.importorskip("hypothesis_jsonschema")
 
 # When hypothesis reports a failure it formats the example with black, which touches a
 # deprecated mypy_extensions name; with filterwarnings=error that would hide the report.
-pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "schemas" / "experiment.v1.schema.json").read_text(encoding="utf-8"))
