@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.sbatch import header_arguments, sbatch_block
 
 from manifest_compiler.errors import ManifestError, OperationError, Problem
 from manifest_compiler.load import MAX_ALIAS_VALUES, MAX_DEPTH, MAX_FILE_BYTES, load_manifest
@@ -106,53 +107,7 @@ def run_measured(argv: list[str], *, cwd: Path | None = None, timeout: float = 6
 
 def header_directives(script: str) -> list[str]:
     """The #SBATCH lines sbatch reads: those before the first line that is not a comment or blank."""
-    out = []
-    for line in script.splitlines()[1:]:
-        if line.startswith("#SBATCH"):
-            out.append(line)
-        elif line.strip() and not line.lstrip().startswith("#"):
-            break
-    return out
-
-
-def sbatch_arguments(line: str) -> list[str]:
-    """The arguments sbatch takes from one `#SBATCH` line.
-
-    sbatch splits the rest of the line at blanks outside double quotes, removes the
-    quotes, honours a backslash escape and ends the line at an unquoted `#`; an
-    unmatched quote is fatal. Checked against Slurm 22.05.8 (`sbatch --hold`, then
-    `scontrol show job`): `--comment=x --time=7-00:00:00` sets the time limit to
-    7 days, a tab splits like a space, `--comment="x --time=7-00:00:00"` sets only the
-    comment, `--comment=a#b` sets the comment `a`, `--comment="a#b c"` sets `a#b c`,
-    `--comment=it\\"s` sets `it"s` and `--comment=x"y` is refused (unmatched quote).
-    """
-    assert line.startswith("#SBATCH")
-    args: list[str] = []
-    word: list[str] = []
-    in_word = quoted = escaped = False
-    for ch in line[len("#SBATCH"):]:
-        if escaped:
-            word.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = in_word = True
-        elif ch == '"':
-            quoted = not quoted
-            in_word = True
-        elif not quoted and ch == "#":
-            break
-        elif not quoted and ch.isspace():
-            if in_word:
-                args.append("".join(word))
-                word, in_word = [], False
-        else:
-            word.append(ch)
-            in_word = True
-    if quoted:
-        raise ValueError(f"sbatch: unmatched quote in {line!r}")
-    if in_word:
-        args.append("".join(word))
-    return args
+    return [line.decode() for line in sbatch_block(script.encode()) if line.startswith(b"#SBATCH")]
 
 
 # --- YAML tags: errors, never executed ----------------------------------------------
@@ -532,7 +487,7 @@ def test_env_values_commands_and_paths_are_carried_byte_exact_and_inject_nothing
     expected = [*BASE_DIRECTIVES[:-1], f"--array=0-{len(COMMANDS) - 1}", "--open-mode=append", "--mail-type=END"]
     header = header_directives(script)
     assert header == [f"#SBATCH {d}" for d in expected]
-    assert [a for line in header for a in sbatch_arguments(line)] == expected
+    assert header_arguments(script) == expected
     subprocess.run(["bash", "-n", str(run / "job.sbatch")], check=True)
 
     # every command byte for byte in tasks/, none of them in job.sbatch
@@ -593,8 +548,7 @@ def test_sbatch_option_values_stay_one_sbatch_argument(tmp_path: Path, option: s
     if errors_of(path):
         return  # refused at validate: also a fix
     _, files, _, _ = build_job(str(path))
-    header = header_directives(files["job.sbatch"].decode())
-    assert [a for line in header for a in sbatch_arguments(line)] == [*BASE_DIRECTIVES, f"--{option}={value}"]
+    assert header_arguments(files["job.sbatch"].decode()) == [*BASE_DIRECTIVES, f"--{option}={value}"]
 
 
 @pytest.mark.parametrize("logs", ["/shared/my logs", "/logs --qos=high --comment=", "/logs#1"])
@@ -603,7 +557,7 @@ def test_log_path_in_the_script_stays_one_sbatch_argument(tmp_path: Path, logs: 
     if errors_of(path):
         return  # refused at validate: also a fix
     _, files, _, _ = build_job(str(path))
-    args = [a for line in header_directives(files["job.sbatch"].decode()) for a in sbatch_arguments(line)]
+    args = header_arguments(files["job.sbatch"].decode())
     assert f"--output={logs}/hostile_%j_0.out" in args
     assert len(args) == len(BASE_DIRECTIVES) + 1
 
