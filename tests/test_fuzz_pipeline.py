@@ -57,6 +57,7 @@ DOUBLES = ROOT / "tests" / "doubles"
 sys.path[:0] = [str(ROOT / "tests"), str(DOUBLES)]
 import fuzzing  # noqa: E402
 from fuzzing import Generated, Num, dump_manifest, expand_path, normalise  # noqa: E402
+from helpers.jobs import run_task  # noqa: E402
 from helpers.sbatch import SbatchFatal, sbatch_arguments, sbatch_block, wrapper_directive_lines  # noqa: E402
 from make_test_image import make_image  # noqa: E402
 from test_compile import SHELLCHECKS  # noqa: E402
@@ -399,11 +400,7 @@ def run_job(base: Path, generated: Generated, tools: dict[str, Path], ran: colle
     job = 5000 + ran["jobs"]
     ran["jobs"] += 1
     for task, command in enumerate(generated.tasks):
-        task_env = dict(env, SLURM_JOB_ID=str(job + task), SLURM_SUBMIT_DIR=str(run))
-        if len(generated.tasks) > 1:
-            task_env.update(SLURM_ARRAY_JOB_ID=str(job), SLURM_ARRAY_TASK_ID=str(task))
-        proc = subprocess.run(["bash", str(run / "job.sbatch")], cwd=base, env=task_env, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=120)
+        proc = run_task(run, task if len(generated.tasks) > 1 else None, job=job, env=env, cwd=base, timeout=120)
         stderr = proc.stderr.decode(errors="replace")
         assert proc.returncode == 0, stderr
         assert f"mcompile: task {task} exited with status 0" in stderr, stderr

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.jobs import run_task
 from helpers.sbatch import header_arguments, sbatch_block
 
 from manifest_compiler.errors import ManifestError, OperationError, Problem
@@ -505,10 +506,9 @@ def test_env_values_commands_and_paths_are_carried_byte_exact_and_inject_nothing
     runtime.write_text(FAKE_RUNTIME)
     runtime.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "SCRATCH": str(scratch), "SLURM_TMPDIR": str(local),
-           "SLURM_SUBMIT_DIR": str(run), "SLURM_ARRAY_JOB_ID": "77", "FAKE_RUNTIME_LOG": str(log)}
+           "FAKE_RUNTIME_LOG": str(log)}
     for task, command in enumerate(COMMANDS):
-        proc = subprocess.run(["bash", str(run / "job.sbatch")], cwd=sandbox, capture_output=True, timeout=60,
-                              env={**env, "SLURM_JOB_ID": str(77 + task), "SLURM_ARRAY_TASK_ID": str(task)})
+        proc = run_task(run, task, job=77, env=env, cwd=sandbox)
         assert proc.returncode == 0, proc.stderr.decode()
         argv = (log / "argv").read_bytes().split(b"\0")[:-1]
         assert argv[-1] == command.encode()

@@ -21,6 +21,7 @@ from manifest_compiler.pipeline import compile_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "doubles"))
+from helpers.jobs import run_task  # noqa: E402
 from make_test_image import make_image  # noqa: E402
 
 if not shutil.which("bwrap"):
@@ -78,16 +79,12 @@ def _run_task(run: Path, task: int | None, dirs: dict[str, Path], stand_in_env: 
               array_job: int = 4242) -> subprocess.CompletedProcess[str]:
     env = dict(stand_in_env)
     env.update({
-        "SLURM_JOB_ID": str(array_job + (task or 0)),
-        "SLURM_SUBMIT_DIR": str(run),
         "SCRATCH": str(dirs["scratch"]),
         "SLURM_TMPDIR": str(dirs["local"]),
         "HOME": str(dirs["home"]),
         "API_KEY": "host-value-must-not-be-used",
     })
-    if task is not None:
-        env.update({"SLURM_ARRAY_JOB_ID": str(array_job), "SLURM_ARRAY_TASK_ID": str(task)})
-    return subprocess.run(["bash", str(run / "job.sbatch")], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    return run_task(run, task, job=array_job, env=env, text=True)
 
 
 def _calls(stand_in_env: dict[str, str]) -> list[dict]:
@@ -192,8 +189,8 @@ def test_clear_failure_before_the_container_starts(breakage: str, message: str, 
         (run / "tasks" / "index").chmod(0o644)
         (run / "tasks" / "index").write_text("00000000000\n")  # cut short: its end would read as 0
     if breakage == "unset-scratch":
-        env.update({"SLURM_JOB_ID": "1", "SLURM_SUBMIT_DIR": str(run), "SLURM_TMPDIR": str(cluster_dirs["local"]), "HOME": str(cluster_dirs["home"])})
-        proc = subprocess.run(["bash", str(run / "job.sbatch")], env=env, capture_output=True, text=True, timeout=60)
+        env.update({"SLURM_TMPDIR": str(cluster_dirs["local"]), "HOME": str(cluster_dirs["home"])})
+        proc = run_task(run, None, job=1, env=env, text=True)
     else:
         proc = _run_task(run, None, dirs, env)
     assert proc.returncode == 1
