@@ -398,7 +398,7 @@ def find_run(runs_dir: str, spec: str) -> Path:
     """
     runs = select_runs(runs_dir, spec)
     if not runs:
-        raise UsageError(f"mcompile: no compiled run {spec!r} (a run directory, NAME/HASH12 or NAME under --runs)")
+        raise UsageError(f"mcompile: no compiled run {spec!r} in {runs_dir} (a run directory, or NAME/HASH12 or NAME under --runs)")
     return runs[0]
 
 
