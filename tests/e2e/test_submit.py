@@ -101,6 +101,8 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     # at once, before slurmdbd has recorded every task: runs still accounts for all three
     early = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
     assert [t["task"] for t in early] == [0, 1, 2] and all(t["state"] != "UNKNOWN" and t["job_id"] == job for t in early), early
+    # squeue fills in the exit code of a task it has seen complete (it was blank before)
+    assert all(t["exit_code"] == 0 for t in early if t["state"] == "COMPLETED"), early
 
     windows = []
     for i in range(3):
@@ -135,6 +137,11 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     assert (project.outputs("arr", job3, 1) / "out.txt").read_text() == "changed rows\n"
     assert (project.outputs("arr", job2, 1) / "out.txt").read_text() == "rows of part 1\n"
     assert len((run_dir / "submissions.jsonl").read_text().splitlines()) == 3
+    # three submissions of the same run are not restarts
+    tasks = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
+    assert [(t["attempts"], t["submissions"], t["job_id"]) for t in tasks] == [(1, 3, job3)] * 3, tasks
+    text = project.mcompile("runs", "arr", "--runs", str(project.runs)).stdout
+    assert "queued by more than one submission: tasks 0-2" in text and "requeued" not in text, text
     archives = list((project.scratch / "proj" / ".mcompile" / "archives").glob("*.tar"))
     assert len(archives) == 2 and not list(archives[0].parent.glob(".*tmp*"))
 
@@ -194,6 +201,12 @@ def test_secret_reaches_the_command_but_nothing_else(project: Project) -> None:
     while time.monotonic() < deadline:
         state = project.cluster.run("squeue", "-h", "-j", job, "-o", "%T", check=False).stdout.strip()
         if state == "RUNNING":
+            if not seen_running:  # a running task has no exit code yet
+                rows = json.loads(project.mcompile("runs", "sec", "--runs", str(project.runs), "--format", "json").stdout)
+                assert [(r["state"], r["exit_code"], r["attempts"]) for r in rows] == [("RUNNING", None, 1)], rows
+                table = project.mcompile("runs", "sec", "--runs", str(project.runs)).stdout.splitlines()
+                header = next(i for i, line in enumerate(table) if line.split()[:2] == ["task", "state"])
+                assert table[header + 1].split() == ["0", "RUNNING", "-", "1", "1", job], table
             seen_running = True
             ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
             assert SECRET not in ps
