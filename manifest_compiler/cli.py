@@ -23,63 +23,187 @@ COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> t.NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _runs_default() -> str:
     return os.environ.get("MCOMPILE_RUNS") or "runs"
 
 
+_EXIT_CODES = "exit status: 0 success; 1 invalid manifest; 2 usage error; 3 an operation failed (I/O, sbatch, the cluster)"
+_RUN_ARG = "a run directory, NAME/HASH12 or NAME (its newest run) under --runs"
+_RUNS_OPT = "the runs folder (default $MCOMPILE_RUNS, else ./runs)"
+
+_TOP_USAGE = """\
+mcompile [--debug] COMMAND [ARGS]
+       mcompile [--debug] FILE [--runs DIR] [--submit [--strict]]   (shorthand for: mcompile compile FILE ...)"""
+
+_TOP_EPILOG = f"""\
+FILE is an experiment manifest (experiment.yaml, format version 1). `mcompile FILE` compiles it,
+as `mcompile compile FILE` does; a word that is not a command and not a file is refused.
+--debug (anywhere on the line) shows a Python traceback instead of the one-line message.
+`mcompile COMMAND --help` describes each command.
+
+{_EXIT_CODES}
+
+examples:
+  mcompile validate manifests/*.yaml
+  mcompile manifests/grid.yaml --submit
+  mcompile runs lr-grid"""
+
+# Each command: (one-line help, the epilog of its --help: arguments and formats, exit status, example)
+_COMMAND_HELP: dict[str, tuple[str, str]] = {
+    "validate": ("check manifests against the schema and the rules", """\
+FILE...: manifest files (YAML); every file is checked, also after an invalid one.
+formats (--format):
+  text    one line per problem on stderr: file:line:col: path: message
+  json    one document on stdout: every file checked and its problems
+  github  ::error file=..,line=..,col=..:: annotations on stdout, for pull-request checks
+
+exit status: 0 every file is valid; 1 a file is invalid or unreadable; 2 usage error
+
+example:
+  mcompile validate manifests/*.yaml --format github"""),
+    "compile": ("compile a manifest into runs/<name>/<hash12>/ (also: mcompile FILE)", f"""\
+FILE: the manifest. Writes runs/<name>/<hash12>/ (job.sbatch, tasks/, mounts.json, plan.txt,
+resolved.json) and prints its path on stdout; an unchanged manifest writes nothing. With
+--submit, the job ids follow on stdout, one a line. `mcompile FILE` is the same command.
+By hand instead of --submit: `mcompile stage FILE` prints the sbatch line for the run.
+
+{_EXIT_CODES}
+
+examples:
+  mcompile compile manifests/grid.yaml
+  mcompile manifests/grid.yaml --runs /scratch/$USER/runs --submit"""),
+    "plan": ("print what compile would produce; writes nothing", f"""\
+FILE: the manifest. Prints the readable plan (plan.txt of the run: resources, tasks, binds,
+staging) on stdout.
+
+{_EXIT_CODES}
+
+example:
+  mcompile plan manifests/grid.yaml"""),
+    "schema": ("print the JSON Schema", """\
+Prints the JSON Schema of manifest format --version N (default: the newest) on stdout.
+
+exit status: 0 success; 2 usage error (no such version)
+
+example:
+  mcompile schema > experiment.schema.json"""),
+    "stage": ("build or reuse the data archives of a manifest, and print the sbatch line for submitting by hand", f"""\
+FILE: the manifest. With data.stage archive, builds (or reuses) one archive per data subset,
+keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout.
+On stderr: the sbatch line that submits the compiled run by hand with these archives
+(compile FILE first). With copy or bind there is nothing to stage and the line is plain
+`sbatch job.sbatch`.
+
+{_EXIT_CODES}
+
+example:
+  mcompile stage manifests/demo.yaml"""),
+    "runs": ("list compiled runs, their submissions and the state of every task", f"""\
+RUN: {_RUN_ARG}; without RUN, every run under --runs.
+States come from sacct (slurmdbd), else SLURM's jobcomp file, and squeue.
+text: with RUN, a table of every task's latest attempt (up to 100 tasks): its state, exit
+  code ('-' until it ended), attempts (times its latest job started it: 1 + its requeues),
+  submissions (how many submissions queued it, reruns included) and job id.
+json (--format json): with RUN, one object per task: task, state, exit_code (null until it
+  ended), attempts, submissions, job_id; without RUN, every run with its submissions.
+
+exit status: 0 success; 2 usage error (no such run); 3 a run cannot be read
+
+examples:
+  mcompile runs
+  mcompile runs lr-grid --format json"""),
+    "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
+RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
+(recorded in the run's submissions.jsonl); prints the job ids on stdout.
+
+{_EXIT_CODES}
+
+examples:
+  mcompile rerun lr-grid --failed
+  mcompile rerun runs/lr-grid/7b56f4a5396f --tasks 3,7-9"""),
+    "exec": ("run one task of a compiled run on this machine, with its job.sbatch", f"""\
+RUN: {_RUN_ARG}. Runs task N with bash and the run's own job.sbatch, as SLURM would
+(archives are staged first); results go to <outputs.dir>/local_N, the log to the terminal.
+Launcher single only.
+
+exit status: the task's own; 2 usage error; 3 an operation failed (staging, bash)
+
+example:
+  mcompile exec lr-grid --task 0"""),
+    "diff": ("what really changes between manifests, runs or git revisions", """\
+A, B: a manifest file, a job directory, or REV:path (a git revision, e.g. main:manifests/exp.yaml).
+With only A: against the newest compiled run of the same experiment (under --runs).
+formats (--format): text; markdown (a table for a pull-request comment); json.
+
+exit status (as diff(1)): 0 the same; 1 different; 2 error
+
+examples:
+  mcompile diff manifests/exp.yaml
+  mcompile diff main:manifests/exp.yaml manifests/exp.yaml --format markdown"""),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mcompile", description="Compile experiment manifests into SLURM + Apptainer job directories.")
+    parser = _Parser(prog="mcompile", usage=_TOP_USAGE, epilog=_TOP_EPILOG,
+                     description="Compile experiment manifests into SLURM + Apptainer job directories.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mcompile {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check manifests against the schema and the rules")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", choices=tuple(_validate_formats()), default="text")
+    def command(name: str) -> argparse.ArgumentParser:
+        summary, epilog = _COMMAND_HELP[name]
+        return sub.add_parser(name, prog=f"mcompile {name}", help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = sub.add_parser("compile", help="compile a manifest into runs/<name>/<hash12>/")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--runs", default=None, metavar="DIR", help="runs folder (default $MCOMPILE_RUNS, else ./runs)")
+    p = command("validate")
+    p.add_argument("files", nargs="+", metavar="FILE", help="manifest files")
+    p.add_argument("--format", choices=tuple(_validate_formats()), default="text", help="how problems are reported (default text)")
+
+    p = command("compile")
+    p.add_argument("file", metavar="FILE", help="the manifest")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--submit", action="store_true", help="submit the run to SLURM after compiling")
     p.add_argument("--strict", action="store_true", help="with --submit: refuse (not only warn) when a secret file is readable by others")
 
-    p = sub.add_parser("plan", help="print what compile would produce; writes nothing")
-    p.add_argument("file", metavar="FILE")
+    p = command("plan")
+    p.add_argument("file", metavar="FILE", help="the manifest")
 
-    p = sub.add_parser("schema", help="print the JSON Schema")
-    p.add_argument("--version", dest="schema_version", type=int, default=max(SCHEMA_VERSIONS))
+    p = command("schema")
+    p.add_argument("--version", dest="schema_version", type=int, default=max(SCHEMA_VERSIONS), metavar="N",
+                   help=f"manifest format version (default {max(SCHEMA_VERSIONS)})")
 
-    p = sub.add_parser("stage", help="build or reuse the data archives of a manifest (stage: archive)")
-    p.add_argument("file", metavar="FILE")
+    p = command("stage")
+    p.add_argument("file", metavar="FILE", help="the manifest")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + ", where the sbatch line looks for the run")
 
-    p = sub.add_parser("runs", help="list compiled runs, their submissions and the state of every task")
-    p.add_argument("name", nargs="?", metavar="RUN",
-                   help="one run: a run directory, NAME/HASH12 or NAME (its newest run); default: every run")
-    p.add_argument("--runs", default=None, metavar="DIR")
+    p = command("runs")
+    p.add_argument("name", nargs="?", metavar="RUN", help="one run: " + _RUN_ARG + "; default: every run")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="json: with RUN, one object per task; without, every run and its submissions")
 
-    p = sub.add_parser("rerun", help="submit some tasks of a compiled run again (same job directory, no recompile)")
-    p.add_argument("run", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (its newest run)")
+    p = command("rerun")
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
                    help="the tasks whose latest attempt failed, timed out, ran out of memory, was cancelled, or that never ran")
     p.add_argument("--tasks", default=None, metavar="LIST", help="these tasks (e.g. 3,7-9); with --failed: the failed ones among them")
-    p.add_argument("--runs", default=None, metavar="DIR")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--strict", action="store_true", help="refuse (not only warn) when a secret file is readable by others")
 
-    p = sub.add_parser("exec", help="run one task of a compiled run on this machine, with its job.sbatch")
-    p.add_argument("run", metavar="RUN", help="a run directory, NAME/HASH12 or NAME (its newest run)")
-    p.add_argument("--task", type=int, required=True, metavar="N")
-    p.add_argument("--runs", default=None, metavar="DIR")
+    p = command("exec")
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, required=True, metavar="N", help="the task's number in the run (0, 1, ...)")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
 
-    p = sub.add_parser("diff", help="what really changes between manifests, runs or git revisions")
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", nargs="?", metavar="B")
-    p.add_argument("--runs", default=None, metavar="DIR")
-    p.add_argument("--format", choices=tuple(_diff_formats()), default="text")
+    p = command("diff")
+    p.add_argument("a", metavar="A", help="a manifest, a job directory or REV:path")
+    p.add_argument("b", nargs="?", metavar="B", help="the same kinds; default: the newest compiled run of A's experiment")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+    p.add_argument("--format", choices=tuple(_diff_formats()), default="text", help="default text")
     return parser
 
 
@@ -95,20 +219,48 @@ def _diff_formats() -> t.Iterable[str]:
     return FORMATTER_BY_NAME
 
 
+def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """`--debug` may stand anywhere on the line (not after `--`, where it would be a file name)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a != "--debug"]
+    return [*kept, *argv[end:]], len(kept) != end
+
+
 def _normalise_argv(argv: list[str]) -> list[str]:
-    """`mcompile FILE [opts]` is shorthand for `mcompile compile FILE [opts]`."""
+    """`mcompile FILE [opts]` is shorthand for `mcompile compile FILE [opts]`.
+
+    The first word that is not an option is a command, or else a manifest file: an existing
+    path, or one that looks like a file (a folder in it, or a .yaml/.yml/.json suffix). Any
+    other word is an unknown command, named as such (with the command it is close to).
+
+    Raises:
+        UsageError: an unknown command.
+    """
     for i, arg in enumerate(argv):
-        if arg == "--debug":
+        if arg.startswith("-"):
+            if arg == "--":
+                break
             continue
-        if not arg.startswith("-") and arg not in COMMANDS:
+        if arg in COMMANDS:
+            return argv
+        if os.path.exists(arg) or "/" in arg or arg.lower().endswith((".yaml", ".yml", ".json")):
             return [*argv[:i], "compile", *argv[i:]]
-        break
+        raise UsageError(_unknown_command(arg))
     return argv
 
 
+def _unknown_command(word: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), COMMANDS, n=1, cutoff=0.6)
+    if close:
+        return f"mcompile: unknown command {word!r}; did you mean {close[0]!r}?"
+    return (f"mcompile: unknown command {word!r} (commands: {', '.join(COMMANDS)}); "
+            f"to compile a manifest, name its file (no file {word!r} here)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+    argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(_normalise_argv(argv))
         if args.command is None:
@@ -116,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         return execute(args)
     except McompileError as e:
-        if debug:
+        if debug and not isinstance(e, UsageError):  # a usage error is about the command line: no traceback helps
             raise
         if str(e):
             plain = isinstance(e, (ManifestError, UsageError))
@@ -213,19 +365,34 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from .pipeline import resolve_file
-    from .stage import stage_archives
+    import shlex
+    from pathlib import Path
 
-    resolved, _, warnings = resolve_file(args.file)
+    from .pipeline import build_job
+    from .stage import stage_archives
+    from .write import content_hash
+
+    plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
+    resolved = plan.resolved
     archives = stage_archives(resolved)
     if not archives:
         print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    # The line that submits the run by hand as --submit would (its log: the job finds it itself).
+    # sbatch exports the submitting shell's environment: the secrets' variables are left out.
+    run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
+    line = ["sbatch"]
     if archives:
-        exports = ",".join(f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives)
-        print(f"mcompile: by hand, submit with: sbatch --export=ALL,{exports} job.sbatch", file=sys.stderr)
+        line.append("--export=ALL," + ",".join(f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives))
+    unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
+    if unset:
+        line = ["env", *unset, *line]
+    print(f"mcompile: by hand, submit with: cd {shlex.quote(str(run))} && {shlex.join([*line, 'job.sbatch'])}", file=sys.stderr)
+    if not (run / "job.sbatch").is_file():
+        print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
+              + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
     return EXIT_OK
 
 
@@ -234,10 +401,14 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     from .runs import describe_runs, format_runs, runs_json, tasks_json
 
-    runs = describe_runs(args.runs or _runs_default(), args.name)
+    runs_dir = args.runs or _runs_default()
+    runs = describe_runs(runs_dir, args.name)
     if args.format == "json":
         # one write: json.dump would write each of the (many) small pieces of an indented document
         sys.stdout.write(json.dumps(tasks_json(runs[0]) if args.name else runs_json(runs), indent=2, sort_keys=True) + "\n")
+    elif not runs:
+        missing = "" if os.path.isdir(runs_dir) else ", which does not exist"
+        print(f"no compiled runs in {runs_dir}{missing} (--runs DIR or $MCOMPILE_RUNS names another folder)")
     else:
         sys.stdout.write(format_runs(runs, detail=bool(args.name)))
     return EXIT_OK
@@ -251,13 +422,10 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    from .jobdir import select_runs
     from .local import run_task_locally
+    from .runs import find_run
 
-    runs = select_runs(args.runs or _runs_default(), args.run)
-    if not runs:
-        raise UsageError(f"no compiled run {args.run!r} (a run directory, NAME/HASH12 or NAME under --runs)")
-    return run_task_locally(runs[0], args.task)
+    return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

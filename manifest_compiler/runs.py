@@ -12,8 +12,9 @@ and running tasks, and finished ones slurmdbd has not recorded yet).
 
 A task's state is that of its latest attempt, over every submission of the run in order;
 `NOT_QUEUED` when its latest submission planned it but never queued it (sbatch refused a
-later chunk), `NOT_SUBMITTED` when no submission ever named it. Its attempts are the number
-of times it was started, requeues included.
+later chunk), `NOT_SUBMITTED` when no submission ever named it. Its attempts are the times the job of its
+latest submission started it (1 + its requeues); how many submissions queued it is counted
+apart, so a task submitted twice is not a task restarted once.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class TaskState:
     job_id: str  # the array's job id
     task: int | None  # the raw array index; None: a single job
     state: str  # of the latest attempt
-    exit_code: str = ""
-    attempts: int = 1  # times started (requeues included)
+    exit_code: str = ""  # of the latest attempt, once it ended ("" while queued or running)
+    attempts: int = 1  # times this job started the task: 1 + its requeues
 
 
 ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT"})
@@ -145,8 +146,13 @@ def _started(start: str) -> bool:
     return start not in ("", "Unknown", "None", "N/A", "0")
 
 
+def _ended_code(state: str, code: str) -> str:
+    """An exit code only for an attempt that ended: SLURM prints 0:0 for a running or pending one."""
+    return "" if state.split()[0] in ACTIVE_STATES else code
+
+
 def _from_sacct(job_ids: list[str]) -> list[TaskState] | None:
-    # --duplicates: every attempt of a requeued task, oldest first
+    # --duplicates: every attempt of a requeued task (one row each), oldest first
     proc = run_quietly(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode,Start"])
     if proc is None or proc.returncode != 0:
         return None
@@ -160,20 +166,37 @@ def _from_sacct(job_ids: list[str]) -> list[TaskState] | None:
         started = 1 if _started(parts[3]) and state != "PENDING" else 0
         for task in tasks:
             old = merged.get((job, task))
-            merged[(job, task)] = TaskState(job, task, state, parts[2], started + (old.attempts if old else 0))
+            merged[(job, task)] = TaskState(job, task, state, _ended_code(state, parts[2]), started + (old.attempts if old else 0))
     return list(merged.values())
 
 
+# squeue -O: the live state of every task still known to the controller (MinJobAge after it
+# ended), with the job's restart count (its requeues) and the raw wait status of its end.
+_SQUEUE_FIELDS = "JobArrayID:|,State:|,StartTime:|,Restartcnt:|,exit_code:|"
+
+
+def _wait_status(raw: str) -> str:
+    """squeue's raw wait status (768, 9) as SLURM's `status:signal` (3:0, 0:9)."""
+    if not raw.isdigit():
+        return ""
+    value = int(raw)
+    return f"{value >> 8}:{value & 0x7F}"
+
+
 def _from_squeue(job_ids: list[str]) -> list[TaskState]:
-    proc = run_quietly(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%S"])
+    proc = run_quietly(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-O", _SQUEUE_FIELDS])
     out: list[TaskState] = []
     if proc is not None and proc.returncode == 0:
         for line in proc.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) == 3:
-                job, tasks = _parse_id(parts[0])
-                started = 1 if _started(parts[2]) and parts[1] not in _NOT_STARTED else 0
-                out.extend(TaskState(job, task, parts[1], "", started) for task in tasks)
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) < 5:
+                continue
+            job, tasks = _parse_id(parts[0])
+            state = parts[1] or UNKNOWN
+            started = 1 if _started(parts[2]) and state not in _NOT_STARTED else 0
+            restarts = int(parts[3]) if parts[3].isdigit() else 0
+            code = _ended_code(state, _wait_status(parts[4]))
+            out.extend(TaskState(job, task, state, code, restarts + started) for task in tasks)
     return out
 
 
@@ -185,35 +208,47 @@ def _jobcomp_file() -> Path | None:
 
 
 def _from_jobcomp(job_ids: list[str]) -> list[TaskState]:
+    """The jobcomp file: a line when an attempt ends, oldest first.
+
+    An attempt that is requeued as it ends (at its time limit, say) writes two lines with the
+    same StartTime: its end (`JobState=TIMEOUT`) and then `JobState=PENDING`, the state the
+    requeue left it in. Attempts are told apart by their StartTime, and PENDING there means
+    REQUEUED (as sacct calls such an attempt).
+    """
     path = _jobcomp_file()
     if path is None or not path.is_file():
         return []
     wanted = set(job_ids)
-    merged: dict[tuple[str, int | None], TaskState] = {}
-    for line in path.read_text(errors="replace").splitlines():  # one line per ended attempt, oldest first
+    starts: dict[tuple[str, int | None], set[str]] = {}
+    latest: dict[tuple[str, int | None], tuple[str, str]] = {}
+    for line in path.read_text(errors="replace").splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
         array_job = fields.get("ArrayJobId") or ""
         job = array_job if array_job not in ("", "0", _NO_ID) else fields.get("JobId", "")
         if job not in wanted:
             continue
         raw = fields.get("ArrayTaskId", "")
-        task = int(raw) if raw.isdigit() and raw != _NO_ID else None
-        started = 1 if _started(fields.get("StartTime", "")) else 0
-        old = merged.get((job, task))
-        merged[(job, task)] = TaskState(job, task, fields.get("JobState", UNKNOWN), fields.get("ExitCode", ""),
-                                        started + (old.attempts if old else 0))
-    return list(merged.values())
+        key = (job, int(raw) if raw.isdigit() and raw != _NO_ID else None)
+        started = starts.setdefault(key, set())
+        if _started(fields.get("StartTime", "")):
+            started.add(fields["StartTime"])
+        state = fields.get("JobState", UNKNOWN)
+        state = "REQUEUED" if state == "PENDING" else state
+        latest[key] = (state, _ended_code(state, fields.get("ExitCode", "")))
+    return [TaskState(job, task, *latest[(job, task)], len(starts[(job, task)])) for job, task in latest]
 
 
 def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
-    """States of every task of these jobs (one accounting query for all), and where they came from."""
+    """States of every task of these jobs (one accounting query for all), and where they came from.
+
+    A task's attempts are the times its job started it: 1 + its requeues.
+    """
     if not job_ids:
         return [], "none"
-    # The record with exit codes (sacct, else the jobcomp file) comes first. squeue is the
-    # live view: it fills in the tasks the record lacks (slurmdbd learns of jobs and array
-    # tasks a moment late; jobcomp only has ended attempts) and wins where either side says
-    # queued or running (a task the record still shows running has ended since, or a
-    # finished attempt was requeued).
+    # The record (sacct, else the jobcomp file) keeps every attempt, also after the controller
+    # forgot the job. squeue is the live view and wins wherever it knows the task: the record
+    # learns of tasks and ends a moment late (slurmdbd) or only at the end of an attempt
+    # (jobcomp); squeue's restart count gives the attempts of a task still queued or running.
     accounted = _from_sacct(job_ids)
     source = "sacct" if accounted is not None else "squeue+jobcomp"
     merged: dict[tuple[str, int | None], TaskState] = {
@@ -222,12 +257,7 @@ def query_states(job_ids: list[str]) -> tuple[list[TaskState], str]:
     for live in _from_squeue(job_ids):
         key = (live.job_id, live.task)
         old = merged.get(key)
-        if old is None:
-            merged[key] = live
-        elif old.state in ACTIVE_STATES and live.state not in ACTIVE_STATES:  # the record lags behind
-            merged[key] = TaskState(old.job_id, old.task, live.state, "", max(old.attempts, live.attempts, 1))
-        elif live.state in ACTIVE_STATES and old.state not in ACTIVE_STATES:  # requeued since the record
-            merged[key] = TaskState(old.job_id, old.task, live.state, "", old.attempts + live.attempts)
+        merged[key] = TaskState(live.job_id, live.task, live.state, live.exit_code, max(live.attempts, old.attempts if old else 0))
     return list(merged.values()), source
 
 
@@ -304,9 +334,10 @@ class TaskRow:
 
     task: int
     state: str
-    exit_code: str  # as SLURM prints it, e.g. "3:0"; "" unknown
-    attempts: int
-    job_id: str | None
+    exit_code: str  # as SLURM prints it, e.g. "3:0"; "" unknown, or not ended yet
+    attempts: int  # times the job of its latest submission started it: 1 + its requeues
+    job_id: str | None  # that job
+    submissions: int = 0  # sbatch calls that queued it (a rerun is one more)
 
 
 def exit_status(code: str) -> int | None:
@@ -331,7 +362,8 @@ def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *
 
 
 def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> list[TaskRow]:
-    """Every task of the run: the state of its latest attempt and how often it started."""
+    """Every task of the run: the state of its latest attempt, how often its latest job started
+    it, and how many submissions queued it."""
     known = _by_attempt(states)
     array = ntasks > 1
     rows = [TaskRow(task, NOT_SUBMITTED, "", 0, None) for task in range(ntasks)]
@@ -342,11 +374,12 @@ def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> l
                     continue
                 row = rows[task]
                 row.job_id = chunk.job_id
-                row.state, row.exit_code = (s.state, s.exit_code) if s else (UNKNOWN, "")
-                row.attempts += s.attempts if s else 0
+                row.state, row.exit_code, row.attempts = (s.state, s.exit_code, s.attempts) if s else (UNKNOWN, "", 0)
+                row.submissions += 1
         for task in sub.missing:
             if 0 <= task < ntasks:
-                rows[task].state, rows[task].exit_code, rows[task].job_id = NOT_QUEUED, "", None
+                row = rows[task]
+                row.state, row.exit_code, row.attempts, row.job_id = NOT_QUEUED, "", 0, None
     return rows
 
 
@@ -365,7 +398,7 @@ def find_run(runs_dir: str, spec: str) -> Path:
     """
     runs = select_runs(runs_dir, spec)
     if not runs:
-        raise UsageError(f"mcompile: no compiled run {spec!r} (a run directory, NAME/HASH12 or NAME under --runs)")
+        raise UsageError(f"mcompile: no compiled run {spec!r} in {runs_dir} (a run directory, or NAME/HASH12 or NAME under --runs)")
     return runs[0]
 
 
@@ -432,7 +465,8 @@ def _count(states: Iterable[str]) -> dict[str, int]:
 
 def tasks_json(run: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """`runs RUN --format json`: one object per task of the run."""
-    return [{"task": r.task, "state": r.state, "exit_code": exit_status(r.exit_code), "attempts": r.attempts, "job_id": r.job_id}
+    return [{"task": r.task, "state": r.state, "exit_code": exit_status(r.exit_code), "attempts": r.attempts,
+             "submissions": r.submissions, "job_id": r.job_id}
             for r in run["task_rows"]]
 
 
@@ -485,10 +519,13 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             lines.append(f"  tasks (latest attempt): {counts}")
             rows: list[TaskRow] = r["task_rows"]
             if detail and len(rows) <= TASK_TABLE_MAX:
-                lines.append(f"    {'task':>6}  {'state':<14} {'exit':>5}  {'attempts':>8}  job")
+                # exit: '-' until an attempt ended; attempts: starts by the task's latest job
+                # (1 + requeues); submissions: how many submissions queued the task
+                lines.append(f"    {'task':>6}  {'state':<14} {'exit':>4}  {'attempts':>8}  {'submissions':>11}  job")
                 for row in rows:
-                    code = exit_status(row.exit_code) if row.exit_code else None
-                    lines.append(f"    {row.task:>6}  {row.state:<14} {'' if code is None else code:>5}  {row.attempts:>8}  {row.job_id or ''}")
+                    code = exit_status(row.exit_code)
+                    lines.append(f"    {row.task:>6}  {row.state:<14} {'-' if code is None else code:>4}  {row.attempts:>8}  "
+                                 f"{row.submissions:>11}  {row.job_id or '-'}")
             if detail:
                 by_state: dict[str, list[int]] = {}
                 for row in rows:
@@ -496,9 +533,12 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
                         by_state.setdefault(row.state, []).append(row.task)
                 for state, tasks in sorted(by_state.items()):
                     lines.append(f"    {state}: tasks {format_task_spec(tasks)}")
-                again = [row.task for row in rows if row.attempts > 1]
+                requeued = [row.task for row in rows if row.attempts > 1]
+                if requeued:
+                    lines.append(f"    requeued (started more than once by one job): tasks {format_task_spec(requeued)}")
+                again = [row.task for row in rows if row.submissions > 1]
                 if again:
-                    lines.append(f"    started more than once: tasks {format_task_spec(again)}")
+                    lines.append(f"    queued by more than one submission: tasks {format_task_spec(again)}")
             if any(is_failed(row.state) for row in rows):
                 lines.append(f"  rerun the failed ones: mcompile rerun {r['run']} --failed")
     return "\n".join(lines) + "\n"

@@ -108,12 +108,13 @@ def test_latest_attempt_attempts_and_never_queued_tasks() -> None:
                for i in range(9)]
     states += [TaskState("102", 3, "RUNNING", "", 1), TaskState("102", 4, "PENDING", "", 0)]  # tasks 21, 22
     rows = {r.task: r for r in task_rows(25, subs, states)}
-    assert (rows[4].state, rows[4].exit_code, rows[4].attempts, rows[4].job_id) == ("FAILED", "2:0", 3, "101")
-    assert (rows[8].state, rows[8].attempts) == ("COMPLETED", 2)
-    assert (rows[9].state, rows[9].attempts, rows[9].job_id) == ("NOT_QUEUED", 1, None)
-    assert (rows[21].state, rows[21].attempts) == ("RUNNING", 2)
-    assert (rows[22].state, rows[22].attempts) == ("PENDING", 1)
-    assert (rows[23].state, rows[23].attempts, rows[23].job_id) == ("UNKNOWN", 1, "102")  # queued, unknown to SLURM
+    # attempts: starts by the job of the latest submission (requeues); submissions: how many queued it
+    assert (rows[4].state, rows[4].exit_code, rows[4].attempts, rows[4].submissions, rows[4].job_id) == ("FAILED", "2:0", 2, 2, "101")
+    assert (rows[8].state, rows[8].attempts, rows[8].submissions) == ("COMPLETED", 1, 2)
+    assert (rows[9].state, rows[9].attempts, rows[9].submissions, rows[9].job_id) == ("NOT_QUEUED", 0, 1, None)
+    assert (rows[21].state, rows[21].attempts, rows[21].submissions) == ("RUNNING", 1, 2)
+    assert (rows[22].state, rows[22].attempts, rows[22].submissions) == ("PENDING", 0, 2)
+    assert (rows[23].state, rows[23].attempts, rows[23].job_id) == ("UNKNOWN", 0, "102")  # queued, unknown to SLURM
     failed = [t for t, r in rows.items() if is_failed(r.state)]
     assert failed == [4, *range(9, 21), 24]
 
@@ -121,7 +122,7 @@ def test_latest_attempt_attempts_and_never_queued_tasks() -> None:
 def test_a_rerun_of_a_single_task_run_maps_the_job_to_task_0() -> None:
     subs = group_submissions([_line("7", "a", 0, "0", "0"), _line("8", "b", 0, "0", "0", kind="rerun")], 1)
     rows = task_rows(1, subs, [TaskState("7", None, "TIMEOUT", "0:15"), TaskState("8", None, "COMPLETED", "0:0")])
-    assert [(r.state, r.attempts, r.job_id) for r in rows] == [("COMPLETED", 2, "8")]
+    assert [(r.state, r.attempts, r.submissions, r.job_id) for r in rows] == [("COMPLETED", 1, 2, "8")]
     assert runs.exit_status("0:15") == 143 and runs.exit_status("3:0") == 3 and runs.exit_status("") is None
 
 
@@ -143,8 +144,8 @@ def test_sacct_rows_give_every_attempt_and_expand_pending_ranges(monkeypatch: py
     states, source = runs.query_states(["55", "56"])
     by = {(s.job_id, s.task): (s.state, s.exit_code, s.attempts) for s in states}
     assert source == "sacct"
-    assert by == {("55", 0): ("COMPLETED", "0:0", 2), ("55", 1): ("CANCELLED", "0:15", 1), ("55", 2): ("PENDING", "0:0", 0),
-                  ("55", 3): ("PENDING", "0:0", 0), ("55", 4): ("PENDING", "0:0", 0), ("56", None): ("FAILED", "1:0", 1)}
+    assert by == {("55", 0): ("COMPLETED", "0:0", 2), ("55", 1): ("CANCELLED", "0:15", 1), ("55", 2): ("PENDING", "", 0),
+                  ("55", 3): ("PENDING", "", 0), ("55", 4): ("PENDING", "", 0), ("56", None): ("FAILED", "1:0", 1)}
     assert [c[0] for c in calls] == ["sacct", "squeue"] and "-D" in calls[0]
 
 

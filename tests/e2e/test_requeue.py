@@ -7,6 +7,7 @@ container (through the runtime double), waits for the program, and requeues the 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_a_task_that_ends_on_its_own_is_never_requeued(project: Project) -> None
     assert (out / "attempts").read_text().splitlines() == ["restart=0 from=0"]
     rows = project.cluster.sacct_until(job, "JobID,State,ExitCode", lambda r: len(r) == 1, extra=("-X", "--duplicates"))
     assert rows == [[job, "COMPLETED", "0:0"]], rows
+
+
+def test_runs_counts_an_attempt_requeued_at_its_real_time_limit_once_without_slurmdbd(
+        tmp_path: Path, filetxt_cluster: Cluster) -> None:
+    """Issue 14: with jobcomp/filetxt an attempt that ends TIMEOUT and is requeued writes two lines."""
+    p = Project(tmp_path, filetxt_cluster)
+    # The first attempt ignores the time-limit signal and runs into the limit (SIGTERM); the job
+    # script then requeues it, during KillWait. The second attempt ends at once.
+    hang = "import signal, time; signal.signal(signal.SIGUSR1, signal.SIG_IGN); time.sleep(300)"
+    command = f'[ "$MCOMPILE_RESTART" != 0 ] || exec python3 -c "{hang}"'
+    manifest = p.manifest("limit", {"commands": [command]}, data=None,
+                          resources={"time": "1m", "mem": "256M", "requeue": {"before_end": "30s", "max_restarts": 1}})
+    _, job, _ = p.submit(manifest)
+    filetxt_cluster.wait_gone(job, timeout=180)
+    log = (p.scratch / "proj" / "hpc_outputs" / f"limit_{job}_0.out").read_text()
+    assert "DUE TO TIME LIMIT" in log and "requeueing it (restart 1 of 1)" in log, log
+    jobcomp = filetxt_cluster.dir / "jobcomp.log"
+    lines = [line for line in jobcomp.read_text().splitlines() if f"JobId={job} " in line]
+    states = [line.split("JobState=")[1].split()[0] for line in lines]
+    assert states == ["TIMEOUT", "PENDING", "COMPLETED"], lines  # two lines for the first attempt
+    assert len({line.split("StartTime=")[1].split()[0] for line in lines}) == 2
+    no_squeue = tmp_path / "bin"  # as once MinJobAge has passed: the controller no longer knows the job
+    no_squeue.mkdir()
+    (no_squeue / "squeue").write_text("#!/bin/sh\nexit 1\n")
+    (no_squeue / "squeue").chmod(0o755)
+    for env in (p.env(), p.env(PATH=f"{no_squeue}:{p.env()['PATH']}")):
+        rows = json.loads(p.mcompile("runs", "limit", "--runs", str(p.runs), "--format", "json", env=env).stdout)
+        assert [(r["state"], r["exit_code"], r["attempts"], r["submissions"]) for r in rows] == [("COMPLETED", 0, 2, 1)], rows

@@ -97,7 +97,8 @@ def test_a_run_past_max_array_size_is_three_chained_arrays_and_a_rerun_lands_in_
     assert not list(logs.glob(f"chunked_{jobs[1]}_0.out")), "a later chunk logs by run-wide task numbers"
 
     tasks = _tasks(project, "chunked")
-    assert tasks == [{"task": i, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "job_id": jobs[i // 9]} for i in range(25)]
+    assert tasks == [{"task": i, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "submissions": 1, "job_id": jobs[i // 9]}
+                     for i in range(25)]
     text = project.mcompile("runs", "chunked", "--runs", str(project.runs)).stdout
     assert f"jobs {jobs[0]} (tasks 0-8), {jobs[1]} (tasks 9-17), {jobs[2]} (tasks 18-24)" in text
     assert "tasks (latest attempt): 25 COMPLETED" in text
@@ -114,8 +115,9 @@ def test_a_run_past_max_array_size_is_three_chained_arrays_and_a_rerun_lands_in_
         assert f"mcompile: task {task} exited with status 0" in (logs / f"chunked_{job4}_{task}.out").read_text()
     assert len(list(outputs.iterdir())) == 28
     tasks = _tasks(project, "chunked")
-    assert [(t["task"], t["attempts"], t["job_id"]) for t in tasks if t["attempts"] != 1] == [(i, 2, job4) for i in (21, 22, 23)]
-    assert all(t["state"] == "COMPLETED" for t in tasks)
+    # a rerun is one more submission of the task, not a restart of its first job
+    assert [(t["task"], t["submissions"], t["job_id"]) for t in tasks if t["submissions"] != 1] == [(i, 2, job4) for i in (21, 22, 23)]
+    assert all(t["state"] == "COMPLETED" and t["attempts"] == 1 for t in tasks)
 
 
 def test_rerun_failed_queues_exactly_the_failed_tasks(project: Project) -> None:
@@ -141,12 +143,14 @@ def test_rerun_failed_queues_exactly_the_failed_tasks(project: Project) -> None:
     assert "--array=1,3" in last["sbatch"] and last["sbatch"][-1] == "job.sbatch"
     project.cluster.wait_gone(job2, timeout=90)
     tasks = _tasks(project, "flaky")
-    assert [(t["state"], t["attempts"]) for t in tasks] == [("COMPLETED", 1), ("COMPLETED", 2), ("COMPLETED", 1),
-                                                          ("COMPLETED", 2), ("COMPLETED", 1)]
+    assert [(t["state"], t["attempts"], t["submissions"]) for t in tasks] == [
+        ("COMPLETED", 1, 1), ("COMPLETED", 1, 2), ("COMPLETED", 1, 1), ("COMPLETED", 1, 2), ("COMPLETED", 1, 1)]
     table = project.mcompile("runs", "flaky", "--runs", str(project.runs)).stdout.splitlines()
     rows = [line.split() for line in table[table.index(next(x for x in table if x.split()[:2] == ["task", "state"])) + 1:][:5]]
-    assert rows == [["0", "COMPLETED", "0", "1", job], ["1", "COMPLETED", "0", "2", job2], ["2", "COMPLETED", "0", "1", job],
-                    ["3", "COMPLETED", "0", "2", job2], ["4", "COMPLETED", "0", "1", job]], table
+    assert rows == [["0", "COMPLETED", "0", "1", "1", job], ["1", "COMPLETED", "0", "1", "2", job2],
+                    ["2", "COMPLETED", "0", "1", "1", job], ["3", "COMPLETED", "0", "1", "2", job2],
+                    ["4", "COMPLETED", "0", "1", "1", job]], table
+    assert "    queued by more than one submission: tasks 1,3" in table and not any("requeued" in line for line in table)
     assert tasks[1]["job_id"] == tasks[3]["job_id"] == job2 and tasks[0]["job_id"] == job
     assert (project.outputs("flaky", job2, 3) / "try").read_text() == "second\n"
 

@@ -101,6 +101,8 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     # at once, before slurmdbd has recorded every task: runs still accounts for all three
     early = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
     assert [t["task"] for t in early] == [0, 1, 2] and all(t["state"] != "UNKNOWN" and t["job_id"] == job for t in early), early
+    # squeue fills in the exit code of a task it has seen complete (it was blank before)
+    assert all(t["exit_code"] == 0 for t in early if t["state"] == "COMPLETED"), early
 
     windows = []
     for i in range(3):
@@ -135,6 +137,11 @@ def test_array_reads_staged_data_writes_results_and_is_throttled(project: Projec
     assert (project.outputs("arr", job3, 1) / "out.txt").read_text() == "changed rows\n"
     assert (project.outputs("arr", job2, 1) / "out.txt").read_text() == "rows of part 1\n"
     assert len((run_dir / "submissions.jsonl").read_text().splitlines()) == 3
+    # three submissions of the same run are not restarts
+    tasks = json.loads(project.mcompile("runs", "arr", "--runs", str(project.runs), "--format", "json").stdout)
+    assert [(t["attempts"], t["submissions"], t["job_id"]) for t in tasks] == [(1, 3, job3)] * 3, tasks
+    text = project.mcompile("runs", "arr", "--runs", str(project.runs)).stdout
+    assert "queued by more than one submission: tasks 0-2" in text and "requeued" not in text, text
     archives = list((project.scratch / "proj" / ".mcompile" / "archives").glob("*.tar"))
     assert len(archives) == 2 and not list(archives[0].parent.glob(".*tmp*"))
 
@@ -156,8 +163,8 @@ def test_a_failing_task_is_failed_with_its_exit_code(project: Project) -> None:
     rows = project.cluster.sacct_until(job, "JobID,State,ExitCode", lambda r: len(r) == 2, extra=("-X",))
     assert sorted(rows) == [[f"{job}_0", "COMPLETED", "0:0"], [f"{job}_1", "FAILED", "3:0"]]
     tasks = json.loads(project.mcompile("runs", "fail", "--runs", str(project.runs), "--format", "json").stdout)
-    assert tasks == [{"task": 0, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "job_id": job},
-                     {"task": 1, "state": "FAILED", "exit_code": 3, "attempts": 1, "job_id": job}]
+    assert tasks == [{"task": 0, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "submissions": 1, "job_id": job},
+                     {"task": 1, "state": "FAILED", "exit_code": 3, "attempts": 1, "submissions": 1, "job_id": job}]
     runs = json.loads(project.mcompile("runs", "--runs", str(project.runs), "--format", "json").stdout)
     sub = runs[0]["submissions"][0]
     assert sub["states"] == {"COMPLETED": 1, "FAILED": 1}
@@ -194,6 +201,12 @@ def test_secret_reaches_the_command_but_nothing_else(project: Project) -> None:
     while time.monotonic() < deadline:
         state = project.cluster.run("squeue", "-h", "-j", job, "-o", "%T", check=False).stdout.strip()
         if state == "RUNNING":
+            if not seen_running:  # a running task has no exit code yet
+                rows = json.loads(project.mcompile("runs", "sec", "--runs", str(project.runs), "--format", "json").stdout)
+                assert [(r["state"], r["exit_code"], r["attempts"]) for r in rows] == [("RUNNING", None, 1)], rows
+                table = project.mcompile("runs", "sec", "--runs", str(project.runs)).stdout.splitlines()
+                header = next(i for i, line in enumerate(table) if line.split()[:2] == ["task", "state"])
+                assert table[header + 1].split() == ["0", "RUNNING", "-", "1", "1", job], table
             seen_running = True
             ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
             assert SECRET not in ps
@@ -242,3 +255,65 @@ def test_submit_without_sbatch_is_one_clear_line(project: Project) -> None:
                             "--submit", env=project.env(PATH=str(bin_dir)))
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines()[-1].startswith("mcompile: sbatch not found")
+
+
+def _by_hand(project: Project, run_dir: Path, line: str, **env: str) -> str:
+    """Run a by-hand submission line in a shell; the job id sbatch printed."""
+    proc = subprocess.run(["bash", "-c", line], env=project.env(**env), capture_output=True, text=True, timeout=60, cwd=run_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Submitted batch job "), proc.stdout
+    return proc.stdout.split()[-1]
+
+
+def test_by_hand_an_archive_run_needs_the_line_mcompile_stage_prints(project: Project) -> None:
+    commands = [f"cat /data/set/part{i}/rows.txt > /scratch_storage/out.txt; echo task {i} says hello" for i in range(2)]
+    manifest = project.manifest("hand", {"commands": commands})
+    proc = project.mcompile("compile", str(manifest), "--runs", str(project.runs))
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.strip())
+    logs = project.scratch / "proj" / "hpc_outputs"
+    assert not logs.exists()  # nothing made it yet: by hand, the job creates it
+
+    # plain sbatch: the job cannot know which archive; it stops at once, saying so in the run's log
+    job = _by_hand(project, run_dir, "sbatch job.sbatch")
+    project.cluster.wait_gone(job)
+    for task in range(2):
+        log = (logs / f"hand_{job}_{task}.out").read_text()
+        assert "names no archive (MCOMPILE_ARCHIVE_0)" in log and "the sbatch line 'mcompile stage FILE' prints" in log, log
+        assert (run_dir / f"slurm-{job}_{task}.out").read_text() == ""  # SLURM's file: only SLURM's own messages
+
+    # the line mcompile stage prints, run as printed (the secret is also in this shell: it must not travel)
+    staged = project.mcompile("stage", str(manifest), "--runs", str(project.runs), env=project.env(WANDB_API_KEY=SECRET))
+    assert staged.returncode == 0, staged.stderr
+    [line] = [x.split("by hand, submit with: ", 1)[1] for x in staged.stderr.splitlines() if "by hand, submit with: " in x]
+    [archive] = staged.stdout.splitlines()
+    fingerprint = archive.split()[2]
+    assert line == f"cd {run_dir} && env -u WANDB_API_KEY sbatch --export=ALL,MCOMPILE_ARCHIVE_0={fingerprint} job.sbatch"
+    job = _by_hand(project, project.root, line, WANDB_API_KEY=SECRET)
+    project.cluster.wait_gone(job, timeout=90)
+    for task in range(2):
+        assert (project.outputs("hand", job, task) / "out.txt").read_text() == f"rows of part {task}\n"
+        log = (logs / f"hand_{job}_{task}.out").read_text()
+        assert f"task {task} says hello" in log and log.rstrip().endswith(f"mcompile: task {task} exited with status 0"), log
+    state_files = [p for p in (project.cluster.dir / "state").rglob("*") if p.is_file()]
+    assert not any(SECRET.encode() in p.read_bytes() for p in state_files)
+    # not recorded: runs lists what mcompile submitted (README: Submitting by hand)
+    assert not (run_dir / "submissions.jsonl").exists()
+
+
+def test_by_hand_a_run_without_archives_is_plain_sbatch_and_an_own_output_is_kept(project: Project) -> None:
+    manifest = project.manifest("plain", {"commands": ["echo single task"]}, data=None)
+    proc = project.mcompile("compile", str(manifest), "--runs", str(project.runs))
+    run_dir = Path(proc.stdout.strip())
+    staged = project.mcompile("stage", str(manifest), "--runs", str(project.runs))
+    assert f"mcompile: by hand, submit with: cd {run_dir} && sbatch job.sbatch\n" in staged.stderr
+    job = _by_hand(project, run_dir, "sbatch job.sbatch")
+    project.cluster.wait_gone(job)
+    log = (project.scratch / "proj" / "hpc_outputs" / f"plain_{job}_0.out").read_text()  # where --submit puts it
+    assert "single task" in log and log.rstrip().endswith("mcompile: task 0 exited with status 0"), log
+    assert (run_dir / f"slurm-{job}.out").read_text() == ""
+    # an --output of the user's own is where the log goes
+    job = _by_hand(project, run_dir, "sbatch --output=mine-%j.out job.sbatch")
+    project.cluster.wait_gone(job)
+    assert "single task" in (run_dir / f"mine-{job}.out").read_text()
+    assert not (project.scratch / "proj" / "hpc_outputs" / f"plain_{job}_0.out").exists()
