@@ -4,10 +4,13 @@ The tasks and resolved.json are streamed (`StreamedFile`): their bytes are
 produced in chunks when written or hashed, so a million tasks never sit in
 memory as one string, a list of strings or a list of offsets.
 
-Templates are jinja2 files in the package; they see only the plan. Two filters do
-all shell quoting: `sh` for literal words and `shpath` for manifest paths, whose
-`$VAR`/`${VAR}` (and a leading `~`) expand on the compute node while every other
-byte stays literal.
+Templates are jinja2 files in the package; they see only the plan. Every value the
+job script interpolates goes through one of six filters: `sh` quotes a literal word,
+`shpath` a manifest path (its `$VAR`/`${VAR}` and a leading `~` expand on the compute
+node, every other byte stays literal), `sbatch` an #SBATCH value; `word`, `num` and `dq` pass a
+value unquoted only after checking that it is a plain word (a name, a subset, an enum),
+an integer, or text that stays literal inside double quotes (a field name in a message). The launchers are template includes (templates/launchers/), one per
+launcher, over the same hooks.
 """
 
 from __future__ import annotations
@@ -85,6 +88,40 @@ def shell_word(value: str) -> str:
     return "$'" + "".join(out) + "'"
 
 
+# A word that is the same bare or inside double quotes in bash: no blank, quote, `$`, backtick,
+# backslash, glob, redirection, `#`, `~` or `!`. The schema's patterns keep every value that
+# reaches the template unfiltered (names, subsets, option names, enums) inside it; `word`
+# checks that at render time, so a pattern loosened later fails loudly instead of writing shell.
+_WORD = re.compile(r"[A-Za-z0-9_.,:/@%+=-]+")
+
+
+def shell_safe_word(value: object) -> str:
+    """`value` as it is, after checking that it is a plain word (see _WORD). Raises ValueError."""
+    text = str(value)
+    if isinstance(value, bool) or not _WORD.fullmatch(text):
+        raise ValueError(f"{text!r} reached the job script as a bare word but is not one (a schema pattern let it through)")
+    return text
+
+
+_IN_DOUBLE_QUOTES = re.compile(r'[^$`"\\\n\r\x00]*')
+
+
+def double_quoted_text(value: object) -> str:
+    """`value` as it is, after checking that it means itself inside bash's double quotes (no `$`,
+    backtick, `"`, backslash or line break): for the field names in messages. Raises ValueError."""
+    text = str(value)
+    if not _IN_DOUBLE_QUOTES.fullmatch(text):
+        raise ValueError(f"{text!r} reached a double-quoted message of the job script but would not stay literal there")
+    return text
+
+
+def shell_number(value: object) -> str:
+    """An integer, as digits. Raises ValueError for anything else (a bool included)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} reached the job script as a number but is not an integer")
+    return str(value)
+
+
 def _bytecode_cache() -> t.Any:
     """jinja2's own bytecode cache in the user's cache folder; None where it cannot live.
 
@@ -123,6 +160,9 @@ def _environment() -> t.Any:
     env.filters["sh"] = shell_word
     env.filters["sbatch"] = sbatch_value
     env.filters["shpath"] = shell_path
+    env.filters["word"] = shell_safe_word
+    env.filters["num"] = shell_number
+    env.filters["dq"] = double_quoted_text
     return env
 
 
