@@ -103,7 +103,9 @@ example:
   mcompile stage manifests/demo.yaml"""),
     "runs": ("list compiled runs, their submissions and the state of every task", f"""\
 RUN: {_RUN_ARG}; without RUN, every run under --runs.
-States come from sacct (slurmdbd), else SLURM's jobcomp file, and squeue.
+Submissions: those of --submit and rerun (submissions.jsonl), and jobs submitted by hand
+from the run directory (found on the cluster). States come from sacct (slurmdbd), else
+SLURM's jobcomp file, and squeue.
 text: with RUN, a table of every task's latest attempt (up to 100 tasks): its state, exit
   code ('-' until it ended), attempts (times its latest job started it: 1 + its requeues),
   submissions (how many submissions queued it, reruns included) and job id.

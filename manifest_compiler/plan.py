@@ -95,6 +95,11 @@ def archive_dir(resolved: dict[str, t.Any]) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
+def job_name(resolved: dict[str, t.Any]) -> str:
+    """The name of a run's jobs (#SBATCH --job-name): <project>-<name>."""
+    return f"{resolved['project']}-{resolved['name']}"
+
+
 def log_pattern(resolved: dict[str, t.Any]) -> str:
     """The --output pattern (symbolic): <logs>/<name>_%A_%a.out, or _%j_0.out without an array.
 
@@ -125,7 +130,7 @@ def plan_job(resolved: dict[str, t.Any]) -> JobPlan:
     log_path = log_pattern(resolved)
     log_in_script = "$" not in log_path and not log_path.startswith("~")
 
-    directives: list[tuple[str, str | None]] = [("job-name", f"{project}-{name}")]
+    directives: list[tuple[str, str | None]] = [("job-name", job_name(resolved))]
     if log_in_script:
         directives.append(("output", log_path))
     for key in ("account", "partition", "qos", "constraint"):
