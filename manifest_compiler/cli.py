@@ -93,9 +93,9 @@ example:
     "stage": ("build or reuse the data archives of a manifest, and print the sbatch line for submitting by hand", f"""\
 FILE: the manifest. With data.stage archive, builds (or reuses) one archive per data subset,
 keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout.
-On stderr: the sbatch line that submits the compiled run by hand with these archives
-(compile FILE first). With copy or bind there is nothing to stage and the line is plain
-`sbatch job.sbatch`.
+Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
+submits the compiled run by hand with these archives (compile FILE first). With copy or bind
+there is nothing to stage and the line is plain `sbatch job.sbatch`.
 
 {_EXIT_CODES}
 
@@ -382,6 +382,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    _make_log_folder(resolved)
     # The line that submits the run by hand as --submit would (its log: the job finds it itself).
     # sbatch exports the submitting shell's environment: the secrets' variables are left out.
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
@@ -396,6 +397,27 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def _make_log_folder(resolved: dict[str, t.Any]) -> None:
+    """Create outputs.logs as --submit does: SLURM does not create the folder of #SBATCH --output.
+
+    A folder whose variables are not set here is left to the job, which creates it itself.
+
+    Raises:
+        OperationError: the folder cannot be created.
+    """
+    from .errors import OperationError
+    from .stage import expand
+
+    try:
+        logs = expand(resolved["outputs"]["logs"])
+    except OperationError:
+        return
+    try:
+        os.makedirs(logs, exist_ok=True)
+    except OSError as e:
+        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
