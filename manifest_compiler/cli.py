@@ -15,6 +15,9 @@ import typing as t
 from . import SCHEMA_VERSIONS, __version__
 from .errors import ManifestError, McompileError, UsageError
 
+if t.TYPE_CHECKING:
+    from .model import Resolved
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
@@ -93,9 +96,9 @@ example:
     "stage": ("build or reuse the data archives of a manifest, and print the sbatch line for submitting by hand", f"""\
 FILE: the manifest. With data.stage archive, builds (or reuses) one archive per data subset,
 keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout.
-On stderr: the sbatch line that submits the compiled run by hand with these archives
-(compile FILE first). With copy or bind there is nothing to stage and the line is plain
-`sbatch job.sbatch`.
+Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
+submits the compiled run by hand with these archives (compile FILE first). With copy or bind
+there is nothing to stage and the line is plain `sbatch job.sbatch`.
 
 {_EXIT_CODES}
 
@@ -103,7 +106,9 @@ example:
   mcompile stage manifests/demo.yaml"""),
     "runs": ("list compiled runs, their submissions and the state of every task", f"""\
 RUN: {_RUN_ARG}; without RUN, every run under --runs.
-States come from sacct (slurmdbd), else SLURM's jobcomp file, and squeue.
+Submissions: those of --submit and rerun (submissions.jsonl), and jobs submitted by hand
+from the run directory (found on the cluster). States come from sacct (slurmdbd), else
+SLURM's jobcomp file, and squeue.
 text: with RUN, a table of every task's latest attempt (up to 100 tasks): its state, exit
   code ('-' until it ended), attempts (times its latest job started it: 1 + its requeues),
   submissions (how many submissions queued it, reruns included) and job id.
@@ -380,6 +385,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    _make_log_folder(resolved)
     # The line that submits the run by hand as --submit would (its log: the job finds it itself).
     # sbatch exports the submitting shell's environment: the secrets' variables are left out.
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
@@ -394,6 +400,27 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def _make_log_folder(resolved: Resolved) -> None:
+    """Create outputs.logs as --submit does: SLURM does not create the folder of #SBATCH --output.
+
+    A folder whose variables are not set here is left to the job, which creates it itself.
+
+    Raises:
+        OperationError: the folder cannot be created.
+    """
+    from .errors import OperationError
+    from .stage import expand
+
+    try:
+        logs = expand(resolved["outputs"]["logs"])
+    except OperationError:
+        return
+    try:
+        os.makedirs(logs, exist_ok=True)
+    except OSError as e:
+        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:

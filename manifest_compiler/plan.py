@@ -96,6 +96,11 @@ def archive_dir(resolved: Resolved) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
+def job_name(resolved: Resolved) -> str:
+    """The name of a run's jobs (#SBATCH --job-name): <project>-<name>."""
+    return f"{resolved['project']}-{resolved['name']}"
+
+
 def log_pattern(resolved: Resolved) -> str:
     """The --output pattern (symbolic): <logs>/<name>_%A_%a.out, or _%j_0.out without an array.
 
@@ -126,7 +131,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
     log_path = log_pattern(resolved)
     log_in_script = "$" not in log_path and not log_path.startswith("~")
 
-    directives: list[tuple[str, str | None]] = [("job-name", f"{project}-{name}")]
+    directives: list[tuple[str, str | None]] = [("job-name", job_name(resolved))]
     if log_in_script:
         directives.append(("output", log_path))
     for key in ("account", "partition", "qos", "constraint"):

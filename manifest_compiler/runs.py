@@ -2,13 +2,14 @@
 
 A submission (`--submit` or `rerun`) is one or more sbatch calls ("chunks": a run past
 the cluster's MaxArraySize is split into arrays of at most MaxArraySize - 1 tasks), one
-line each in submissions.jsonl, sharing a `submission` key. Task numbers here are the
-run's own (a chunk's array index plus its `offset`).
+line each in submissions.jsonl, sharing a `submission` key. A job submitted by hand from
+the run directory (`sbatch job.sbatch`) is found on the cluster by its name and work
+directory. Task numbers here are the run's own (a chunk's array index plus its `offset`).
 
 States come from one accounting query for all submissions shown: `sacct --duplicates`
 when accounting answers (so a requeued task shows each start); otherwise the jobcomp file
-(`JobCompType=jobcomp/filetxt`). `squeue -t all` fills in what the record lacks (queued
-and running tasks, and finished ones slurmdbd has not recorded yet).
+(`JobCompType=jobcomp/filetxt`). `squeue -t all` is the live view and wins where it knows a
+task (queued and running tasks, finished ones the record lacks yet, restart counts).
 
 A task's state is that of its latest attempt, over every submission of the run in order;
 `NOT_QUEUED` when its latest submission planned it but never queued it (sbatch refused a
@@ -22,14 +23,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
 import subprocess
+import time
 import typing as t
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UsageError
 from .jobdir import read_resolved, select_runs, task_count
+from .plan import job_name
 
 
 @dataclasses.dataclass
@@ -328,6 +332,74 @@ def group_submissions(records: list[dict[str, t.Any]], ntasks: int) -> list[Subm
     return list(subs.values())
 
 
+# --- submissions by hand -------------------------------------------------------------------
+
+BY_HAND = "by hand"  # a job found on the cluster, submitted from the run directory, not in submissions.jsonl
+
+
+def _cluster_jobs(names: list[str], since: float) -> list[tuple[str, str, str]]:
+    """Jobs of these names known to SLURM since `since`: (raw id, work dir, submit time) each.
+
+    squeue for the jobs the controller still knows, sacct (with slurmdbd) else the jobcomp
+    file for the others; a job may be listed more than once.
+    """
+    found: list[tuple[str, str, str]] = []
+    proc = run_quietly(["squeue", "-h", "-t", "all", "-r", "-n", ",".join(names), "-O", "JobArrayID:|,WorkDir:|,SubmitTime:|"])
+    if proc is not None and proc.returncode == 0:
+        for line in proc.stdout.splitlines():
+            parts = line.rstrip("|").split("|")
+            if len(parts) >= 3:
+                found.append((parts[0].strip(), "|".join(parts[1:-1]).strip(), parts[-1].strip()))
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
+    proc = run_quietly(["sacct", "-n", "-P", "-X", "-S", start, "--name", ",".join(names), "-o", "JobID,WorkDir,Submit"])
+    if proc is not None and proc.returncode == 0:
+        for line in proc.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 3:
+                found.append((parts[0], "|".join(parts[1:-1]), parts[-1]))
+        return found
+    path = _jobcomp_file()
+    if path is not None and path.is_file():
+        wanted = set(names)
+        for line in path.read_text(errors="replace").splitlines():
+            fields = dict(re.findall(r"(\w+)=(\S*)", line))
+            if fields.get("Name") not in wanted:
+                continue
+            array_job, task = fields.get("ArrayJobId") or "", fields.get("ArrayTaskId") or ""
+            raw = f"{array_job}_{task}" if array_job not in ("", "0", _NO_ID) and task.isdigit() and task != _NO_ID \
+                else fields.get("JobId", "")
+            found.append((raw, fields.get("WorkDir", ""), fields.get("SubmitTime", "")))
+    return found
+
+
+def add_by_hand(subs: dict[Path, list[Submission]], names: dict[Path, str]) -> None:
+    """Add to each run's submissions the jobs submitted by hand from its directory.
+
+    A job is the run's when it has the run's job name and SLURM's work directory (where sbatch
+    ran) is the run directory; jobs in submissions.jsonl are left out. Its tasks are the array
+    indices SLURM knows of it (its own --array, say); it goes among the recorded submissions in
+    the order of the job ids.
+    """
+    if not subs:
+        return
+    dirs = {os.path.realpath(run): run for run in subs}
+    since = min((run / "resolved.json").stat().st_mtime for run in subs) - 60
+    recorded = {c.job_id for ss in subs.values() for sub in ss for c in sub.chunks}
+    found: dict[str, tuple[Path, set[int], str]] = {}
+    for raw, workdir, submitted in _cluster_jobs(sorted(set(names.values())), since):
+        run = dirs.get(os.path.realpath(workdir)) if workdir else None
+        job, indices = _parse_id(raw)
+        if run is None or job in recorded or not job.isdigit():
+            continue
+        found.setdefault(job, (run, set(), submitted))[1].update(0 if index is None else index for index in indices)
+    for job, (run, seen, submitted) in sorted(found.items(), key=lambda item: int(item[0])):
+        numbers = sorted(seen)
+        sub = Submission(f"by-hand-{job}", BY_HAND, submitted, numbers, [Chunk(job, 0, numbers, {"job_id": job})])
+        runs_subs = subs[run]
+        after = [i for i, other in enumerate(runs_subs) if other.chunks[0].job_id.isdigit() and int(other.chunks[0].job_id) < int(job)]
+        runs_subs.insert(after[-1] + 1 if after else 0, sub)
+
+
 @dataclasses.dataclass
 class TaskRow:
     """The latest attempt of one task of a run."""
@@ -402,10 +474,14 @@ def find_run(runs_dir: str, spec: str) -> Path:
     return runs[0]
 
 
-def run_task_rows(run: Path) -> tuple[list[TaskRow], list[Submission], str]:
-    """The task rows of one run, its submissions, and where the states came from (one query)."""
+def run_task_rows(run: Path, name: str) -> tuple[list[TaskRow], list[Submission], str]:
+    """The task rows of one run (whose jobs are named `name`), its submissions (by hand too),
+    and where the states came from (one query)."""
     ntasks = task_count(run)
     subs = group_submissions(read_submissions(run), ntasks)
+    found = {run: subs}
+    add_by_hand(found, {run: name})
+    subs = found[run]
     states, source = query_states([c.job_id for s in subs for c in s.chunks])
     return task_rows(ntasks, subs, states), subs, source
 
@@ -415,6 +491,7 @@ def describe_runs(runs_dir: str, spec: str | None = None) -> list[dict[str, t.An
     runs = [find_run(runs_dir, spec)] if spec else select_runs(runs_dir, None)
     resolved = {run: read_resolved(run) for run in runs}
     subs = {run: group_submissions(read_submissions(run), len(resolved[run]["run"]["tasks"])) for run in runs}
+    add_by_hand(subs, {run: job_name(resolved[run]) for run in runs})
     states, source = query_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks])
     known = _by_attempt(states)
     out = []
@@ -500,7 +577,10 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             lines.append("  not submitted")
         for n_sub, s in enumerate(r["submissions"], 1):
             states = ", ".join(f"{n} {state}" for state, n in sorted(s["states"].items())) or "no state known yet"
-            what = "" if s["kind"] == "submit" else f" ({s['kind']} of tasks {s['planned']})"
+            if s["kind"] == BY_HAND:
+                what = f" (by hand from the run directory, tasks {s['planned']})"
+            else:
+                what = "" if s["kind"] == "submit" else f" ({s['kind']} of tasks {s['planned']})"
             if len(s["jobs"]) == 1:
                 jobs = f"job {s['job_id']}"
             else:

@@ -36,7 +36,7 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
 from .model import Resolved
-from .plan import log_pattern
+from .plan import job_name, log_pattern
 from .runs import (
     ACTIVE_STATES,
     NOT_QUEUED,
@@ -381,7 +381,7 @@ def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = Fals
     chosen = parse_task_spec(tasks, ntasks) if tasks else list(range(ntasks))
     with _locked(run_dir):
         if failed:
-            rows, _, source = run_task_rows(run_dir)
+            rows, _, source = run_task_rows(run_dir, job_name(resolved))
             unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
             if unknown:
                 _note(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "

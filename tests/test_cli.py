@@ -124,3 +124,25 @@ def test_the_help_of_every_argument_is_written() -> None:
         for action in command._actions:
             if action.dest != "help":
                 assert action.help, f"mcompile {name}: {action.dest} has no help"
+
+
+def test_stage_prints_the_by_hand_line_and_creates_a_fixed_log_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("version: 1\nname: byhand\nproject: p\ncontainer: {image: /nonexistent.sif}\n"
+                        "resources: {time: 5m, mem: 256M}\nrun: {commands: ['true']}\n"
+                        f"outputs: {{logs: {tmp_path}/logs, dir: {tmp_path}/out}}\n"
+                        "secrets: {API_KEY: {file: /nonexistent}}\n")
+    monkeypatch.setenv("API_KEY", "in this shell")
+    assert main(["stage", str(manifest)]) == 0
+    out, err = capsys.readouterr()
+    assert (tmp_path / "logs").is_dir() and out == ""
+    lines = err.splitlines()
+    assert lines[0] == "mcompile: nothing to stage (data.stage is not archive)"
+    assert lines[1].startswith("mcompile: by hand, submit with: cd runs/byhand/") and lines[1].endswith(" && env -u API_KEY sbatch job.sbatch")
+    run = lines[1].split("cd ", 1)[1].split(" &&")[0]
+    assert lines[2] == f"mcompile: {run} is not compiled yet: mcompile compile {manifest}"
+    assert main(["compile", str(manifest)]) == 0
+    assert capsys.readouterr().out == run + "\n"  # the line names the run compile writes
+    assert main(["stage", str(manifest)]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 2

@@ -142,3 +142,30 @@ def test_two_plain_submissions_are_not_a_restart() -> None:
     table = _table(rows, subs=2)
     assert not any(line.lstrip().startswith("requeued") for line in table)
     assert "    queued by more than one submission: tasks 0" in table
+
+
+def test_jobs_submitted_by_hand_from_a_run_directory_are_found_in_the_jobcomp_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "x" / "0123456789ab"
+    run.mkdir(parents=True)
+    (run / "resolved.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    # the recorded file, as if job 46368352 (a.sh) had been submitted from the run directory and
+    # 46368353 (b.sh, another name) too, and the plain jobs (named "wrap") from elsewhere
+    text = (DATA / "jobcomp-requeue.log").read_text()
+    text = "\n".join(line.replace("WorkDir=/tmp/wtcli-exp", f"WorkDir={run if 'ArrayJobId=4636835' in line else elsewhere}")
+                     for line in text.splitlines())
+    (tmp_path / "jobcomp.log").write_text(text + "\n")
+    _cluster(monkeypatch, jobcomp=tmp_path / "jobcomp.log")
+    recorded = group_submissions([{"job_id": "46368300", "sbatch": []}], 2)
+    subs = {run: recorded}
+    runs.add_by_hand(subs, {run: "a.sh"})
+    assert [(s.kind, s.chunks[0].job_id, s.planned) for s in subs[run]] == [("submit", "46368300", [0, 1]),
+                                                                          ("by hand", "46368352", [0, 1])]
+    states, _ = runs.query_states([c.job_id for s in subs[run] for c in s.chunks])
+    rows = task_rows(2, subs[run], states)
+    assert [(r.state, r.attempts, r.submissions, r.job_id) for r in rows] == [("COMPLETED", 3, 2, "46368352")] * 2
+    # a wrong work directory or name finds nothing
+    subs = {run: []}
+    runs.add_by_hand(subs, {run: "wrap"})
+    assert subs[run] == []

@@ -297,8 +297,15 @@ def test_by_hand_an_archive_run_needs_the_line_mcompile_stage_prints(project: Pr
         assert f"task {task} says hello" in log and log.rstrip().endswith(f"mcompile: task {task} exited with status 0"), log
     state_files = [p for p in (project.cluster.dir / "state").rglob("*") if p.is_file()]
     assert not any(SECRET.encode() in p.read_bytes() for p in state_files)
-    # not recorded: runs lists what mcompile submitted (README: Submitting by hand)
+    # not in submissions.jsonl, but runs finds both jobs: their name, and sbatch ran in the run directory
     assert not (run_dir / "submissions.jsonl").exists()
+    tasks = json.loads(project.mcompile("runs", "hand", "--runs", str(project.runs), "--format", "json").stdout)
+    assert [(t["state"], t["exit_code"], t["attempts"], t["submissions"], t["job_id"]) for t in tasks] == [
+        ("COMPLETED", 0, 1, 2, job), ("COMPLETED", 0, 1, 2, job)], tasks
+    text = project.mcompile("runs", "hand", "--runs", str(project.runs)).stdout
+    assert f"job {job} (by hand from the run directory, tasks 0-1)" in text, text
+    nothing = project.mcompile("rerun", "hand", "--failed", "--runs", str(project.runs))
+    assert nothing.returncode == 0 and "no failed tasks" in nothing.stderr, nothing.stderr
 
 
 def test_by_hand_a_run_without_archives_is_plain_sbatch_and_an_own_output_is_kept(project: Project) -> None:
@@ -317,3 +324,8 @@ def test_by_hand_a_run_without_archives_is_plain_sbatch_and_an_own_output_is_kep
     project.cluster.wait_gone(job)
     assert "single task" in (run_dir / f"mine-{job}.out").read_text()
     assert not (project.scratch / "proj" / "hpc_outputs" / f"plain_{job}_0.out").exists()
+    # a job of the same name submitted from elsewhere is not the run's
+    other = _by_hand(project, project.root, f"sbatch --job-name=proj-plain --output=/dev/null {run_dir / 'job.sbatch'}")
+    project.cluster.wait_gone(other)
+    tasks = json.loads(project.mcompile("runs", "plain", "--runs", str(project.runs), "--format", "json").stdout)
+    assert [(t["state"], t["submissions"], t["job_id"]) for t in tasks] == [("COMPLETED", 2, job)], tasks
