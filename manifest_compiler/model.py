@@ -51,6 +51,7 @@ DEFAULT_ENTRY = "run"
 DEFAULT_GPU = "auto"  # nvidia with gpus > 0, else none
 DEFAULT_CONTAINER_SWITCHES = {"stage_image": True, "cleanenv": True, "contain": True, "writable_tmpfs": True}
 DEFAULT_BIND_MODE = "rw"
+DEFAULT_OVERLAY_MODE = "ro"
 DEFAULT_STAGE = "archive"  # data.stage
 
 
@@ -120,7 +121,12 @@ class Bind(t.TypedDict):
     mode: t.Literal["ro", "rw"]
 
 
-class Container(t.TypedDict):
+class Overlay(t.TypedDict):
+    path: str
+    mode: t.Literal["ro", "rw"]
+
+
+class _ContainerAlways(t.TypedDict):
     image: str
     runtime: str
     entry: t.Literal["run", "exec"]
@@ -131,6 +137,10 @@ class Container(t.TypedDict):
     contain: bool
     writable_tmpfs: bool
     binds: list[Bind]
+
+
+class Container(_ContainerAlways, total=False):
+    overlay: list[Overlay]  # only when declared: resolved.json of a manifest without stays as it was
 
 
 class Data(t.TypedDict):

@@ -39,6 +39,17 @@ class Mount:
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimePath:
+    """A runtime option whose value is a host file the job checks first: `--overlay IMAGE:ro`."""
+
+    option: str
+    path: str  # on the host (symbolic)
+    suffix: str  # appended to the path in the option's value (`:ro`)
+    what: str  # for messages: "overlay image"
+    field: str  # the manifest field it comes from
+
+
+@dataclasses.dataclass(frozen=True)
 class StageStep:
     """How one data subset reaches the node."""
 
@@ -69,6 +80,7 @@ class JobPlan:
     runtime: str
     entry: str
     runtime_flags: list[str]
+    runtime_paths: list[RuntimePath]  # runtime options naming a host file (--overlay IMAGE:ro), each checked on the node
     workdir: str | None
     mounts: list[Mount]
     staging: list[StageStep]
@@ -197,7 +209,8 @@ def plan_job(resolved: Resolved) -> JobPlan:
         flags.append("--cleanenv")
     if c["contain"]:
         flags += ["--contain", "--no-home"]
-    if c["writable_tmpfs"]:
+    # a writable overlay takes the container's writes itself: apptainer does not mount both
+    if c["writable_tmpfs"] and not any(o["mode"] == "rw" for o in c.get("overlay", [])):
         flags.append("--writable-tmpfs")
 
     hours = _hours(res["time"])
@@ -227,6 +240,8 @@ def plan_job(resolved: Resolved) -> JobPlan:
         runtime=c["runtime"],
         entry=c["entry"],
         runtime_flags=flags,
+        runtime_paths=[RuntimePath("--overlay", o["path"], f":{o['mode']}", "overlay image", f"container.overlay[{i}].path")
+                       for i, o in enumerate(c.get("overlay", []))],
         workdir=c["workdir"],
         mounts=mounts,
         staging=staging,
@@ -276,6 +291,8 @@ def _required_vars(resolved: Resolved) -> list[tuple[str, str]]:
             fields.append(("cluster.scratch", archive_dir(resolved)))
     for i, bind in enumerate(resolved["container"]["binds"]):
         fields.append((f"container.binds[{i}].source", bind["source"]))
+    for i, overlay in enumerate(resolved["container"].get("overlay", [])):
+        fields.append((f"container.overlay[{i}].path", overlay["path"]))
     for name, secret in resolved["secrets"].items():
         fields.append((f"secrets.{name}.file", secret["file"]))
     seen: dict[str, str] = {}

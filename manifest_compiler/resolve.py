@@ -197,6 +197,8 @@ def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
         "binds": [{"source": b["source"], "target": b["target"], "mode": b.get("mode", model.DEFAULT_BIND_MODE)}
                   for b in c.get("binds") or []],
     }
+    if c.get("overlay"):
+        container["overlay"] = [{"path": o["path"], "mode": o.get("mode", model.DEFAULT_OVERLAY_MODE)} for o in c["overlay"]]
 
     d = data.get("data")
     data_out: model.Data | None = None

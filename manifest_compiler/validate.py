@@ -500,6 +500,8 @@ def _message(keyword: str, value: t.Any, instance: t.Any, schema: dict[str, t.An
         return "must not be empty"
     if keyword == "maxProperties":
         return f"has {len(instance)} entries; at most {value} allowed"
+    if "x-expected" in schema:  # a rule the schema words itself (maxContains, ...)
+        return f"expected {schema['x-expected']}"
     return f"is not valid ({keyword} {_short.repr(value)})"
 
 

@@ -308,3 +308,30 @@ def test_exec_refuses_a_distributed_run(tmp_path: Path, capfd: pytest.CaptureFix
     run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
     assert main(["exec", str(run), "--task", "0"]) == 2
     assert "uses launcher srun, which needs a SLURM allocation" in capfd.readouterr().err
+
+
+def test_a_task_reads_its_read_only_overlays_in_order(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                      stand_in_env: dict[str, str]) -> None:
+    """container.overlay: each image is laid over the container's root, in order, read-only; a missing
+    one stops the task before the container starts, naming the field."""
+    overlays = cluster_dirs["scratch"] / "overlays"
+    overlays.mkdir()
+    make_image(overlays / "imagenet.sqsh", {"imagenet/train/n01.txt": "first\n", "imagenet/labels.txt": "old\n"}, runscript=None)
+    make_image(overlays / "labels.sqsh", {"imagenet/labels.txt": "new\n"}, runscript=None)
+    command = "cat /imagenet/train/n01.txt /imagenet/labels.txt > /scratch_storage/seen.txt; touch /imagenet/x 2>/dev/null || echo read-only"
+    manifest = _write_manifest(tmp_path, [command], container={
+        "image": "$SCRATCH/containers/app.sif", "workdir": "/workdir", "writable_tmpfs": False,
+        "overlay": [{"path": "$SCRATCH/overlays/imagenet.sqsh"}, {"path": "$SCRATCH/overlays/labels.sqsh", "mode": "ro"}]})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    proc = _run_task(run, None, cluster_dirs, stand_in_env)
+    assert proc.returncode == 0, proc.stderr
+    assert (cluster_dirs["scratch"] / "proj" / "jobtest" / "4242_0" / "seen.txt").read_text() == "first\nnew\n"
+    assert proc.stdout == "read-only\n"  # the overlay is read-only, like the root
+    [call] = _calls(stand_in_env)
+    assert call["argv"].count("--overlay") == 2
+
+    (overlays / "labels.sqsh").unlink()
+    proc = _run_task(run, None, cluster_dirs, stand_in_env, array_job=4300)
+    assert proc.returncode == 1
+    assert f"mcompile: overlay image not found: {overlays}/labels.sqsh (container.overlay[1].path)" in proc.stderr
+    assert len(_calls(stand_in_env)) == 1  # the container never started

@@ -64,8 +64,9 @@ def test_schema_walk_sees_the_whole_document() -> None:
 
 
 # Conditional overlays add rules to an object the schema describes elsewhere (if/then/else
-# at the top; dependentSchemas of run): their `properties` name keys, they do not close it.
-_OVERLAY = re.compile(r"/(if|then|else|dependentSchemas)(/|$)")
+# at the top; dependentSchemas of run; contains, which counts matching items of a list):
+# their `properties` name keys, they do not close it.
+_OVERLAY = re.compile(r"/(if|then|else|dependentSchemas|contains)(/|$)")
 
 
 def test_objects_with_fixed_properties_reject_unknown_keys() -> None:
