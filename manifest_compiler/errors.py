@@ -8,7 +8,25 @@ mistake of a file at once; they raise `ManifestError` carrying the list.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import typing as t
+
+# A key written plainly in a document path; any other key is quoted (`env["A B"]`).
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def format_path(path: t.Sequence[str | int]) -> str:
+    """`("run", "commands", 1)` -> `run.commands[1]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):  # a key with dots, spaces, newlines...: quoted
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+        else:
+            out += f".{part}" if out else part
+    return out
 
 
 @dataclasses.dataclass(frozen=True, order=True)

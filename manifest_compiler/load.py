@@ -11,7 +11,6 @@ keeps the line and column it came from.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -19,7 +18,7 @@ import typing as t
 
 import yaml
 
-from .errors import ManifestError, Problem
+from .errors import ManifestError, Problem, format_path
 from .model import RUN_KINDS
 
 try:  # libyaml is ~10x faster; the pure-Python parser gives the same nodes.
@@ -151,20 +150,6 @@ class LoadedManifest:
         return Problem(file, line, col, format_path(path), message, level)
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def format_path(path: t.Sequence[str | int]) -> str:
-    """`("run", "commands", 1)` -> `run.commands[1]`."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not _PLAIN_KEY.fullmatch(part):  # a key with dots, spaces, newlines...: quoted
-            out += f"[{json.dumps(part, ensure_ascii=False)}]"
-        else:
-            out += f".{part}" if out else part
-    return out
 
 
 def _position(file: str, node: yaml.Node) -> tuple[str, int, int]:

@@ -17,8 +17,8 @@ import shlex
 import typing as t
 
 from . import SCHEMA_VERSIONS
-from .errors import Problem
-from .load import LoadedManifest, format_path
+from .errors import Problem, format_path
+from .load import LoadedManifest
 from .model import (
     DATA_TARGET,
     DEFAULT_LAUNCHER,

@@ -549,3 +549,21 @@ def test_summary_against_previous_skips_huge_runs(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(diff, "SUMMARY_TASKS_AT_MOST", 6)
     line = summary_against_previous(second.plan.resolved, runs, exclude=second.run.path)
     assert line is not None and line.startswith(f"since {first.run.path}: ") and "not compared" not in line
+
+
+def test_a_diff_of_two_job_directories_reads_no_yaml(tmp_path: Path) -> None:
+    """Job directories hold resolved.json: the YAML parser is not even imported."""
+    runs = tmp_path / "runs"
+    for seeds in ("[1, 2, 3]", "[1, 2, 4]"):
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(GRID.replace("[1, 2, 3]", seeds))
+        compile_manifest(str(manifest), runs_dir=str(runs))
+    old, new = sorted((runs / "lr-grid").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    code = (
+        "import sys; from manifest_compiler.cli import main\n"
+        f"code = main(['diff', {str(old)!r}, {str(new)!r}, '--format', 'json'])\n"
+        "print(code, 'yaml' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert {c["path"] for c in json.loads(proc.stdout)["changes"]} >= {"run.parameters.seed[2]", "run.tasks[2]"}
+    assert proc.stderr.split() == ["1", "False"]

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from manifest_compiler.errors import ManifestError, Problem
+from manifest_compiler.errors import ManifestError, Problem, format_path
 from manifest_compiler.load import (
     MAX_DEPTH,
     SourceFloat,
     SourceInt,
-    format_path,
     load_manifest,
     merge,
     parse_source,

@@ -18,7 +18,7 @@ import inspect
 import json
 import typing as t
 
-from ..load import format_path
+from ..errors import format_path
 from .model import Change, Impact, Kind, ManifestDiff, is_task
 
 if t.TYPE_CHECKING:

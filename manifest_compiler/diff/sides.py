@@ -14,7 +14,9 @@ import typing as t
 from pathlib import Path
 
 from ..errors import DiffError, DiffManifestError, ManifestError, OperationError
-from ..load import FILES, Reader
+
+if t.TYPE_CHECKING:
+    from ..load import Reader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +76,15 @@ def plain(resolved: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     return t.cast("dict[str, t.Any]", json.loads(json.dumps(resolved, default=list)))  # a GridTasks becomes its list
 
 
-def _load_manifest(path: str, label: str, *, reader: Reader = FILES,
+def _load_manifest(path: str, label: str, *, reader: Reader | None = None,
                    kind: t.Literal["manifest", "revision"] = "manifest") -> Side:
-    """A manifest through the pipeline's own front (load, validate, resolve)."""
+    """A manifest through the pipeline's own front (load, validate, resolve). Imported when
+    first needed: a diff of two job directories reads no YAML and imports no YAML parser."""
+    from ..load import FILES
     from ..pipeline import resolve_file
 
     try:
-        resolved, _, _ = resolve_file(path, reader=reader)
+        resolved, _, _ = resolve_file(path, reader=reader or FILES)
     except ManifestError as e:
         raise DiffManifestError(e.problems) from None
     return Side(label, plain(resolved), kind)
