@@ -91,7 +91,7 @@ class JobPlan:
     required_vars: list[tuple[str, str]]  # (variable, manifest field that uses it)
     core_hours: float
     gpu_hours: float
-    launcher: t.Literal["single", "srun", "torchrun"]
+    launcher: model.Launcher
     processes_per_node: int  # processes each node runs (SLURM tasks, or torchrun's --nproc-per-node)
     world_size: int  # processes of one task, all nodes together
     requeue: model.Requeue | None  # before_end in seconds, max_restarts

@@ -84,5 +84,5 @@ def test_the_cycle_finder_finds_one() -> None:
 def test_relative_imports_are_read() -> None:
     edges = graph()
     assert "manifest_compiler.jobdir" in edges["manifest_compiler.render"]
-    assert "manifest_compiler.load" in edges["manifest_compiler.diff.compare"]  # from ..load
+    assert "manifest_compiler.errors" in edges["manifest_compiler.diff.compare"]  # from ..errors
     assert "manifest_compiler" in edges["manifest_compiler.plan"]  # from . import __version__

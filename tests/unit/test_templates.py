@@ -20,7 +20,9 @@ HOOKS = {"header", "die", "forward", "log_step", "env", "command", "announce", "
 
 
 def _interpolations(path: Path) -> list[str]:
-    return [m.strip("{}- ") for m in re.findall(r"\{\{-?.*?-?\}\}", path.read_text(encoding="utf-8"))]
+    """The `{{ … }}` of the job script's parts (a launcher's plan.txt part, after `{# plan.txt #}`, is not shell)."""
+    text = path.read_text(encoding="utf-8").partition("{# plan.txt #}")[0]
+    return [m.strip("{}- ") for m in re.findall(r"\{\{-?.*?-?\}\}", text)]
 
 
 @pytest.mark.parametrize("path", JOB_SCRIPT, ids=lambda p: p.name)
@@ -34,9 +36,10 @@ def test_every_value_goes_through_a_filter(path: Path) -> None:
 @pytest.mark.parametrize("launcher", ["single", "srun", "torchrun"])
 def test_every_launcher_gives_every_hook(launcher: str) -> None:
     text = (TEMPLATES / "launchers" / f"{launcher}.sh.j2").read_text(encoding="utf-8")
-    assert set(re.findall(r"\{% macro (\w+)\(", text)) == HOOKS
+    assert set(re.findall(r"\{% macro (\w+)\(", text)) == HOOKS | {"plan_text"}
     used = set(re.findall(r"launcher\.(\w+)\(\)", (TEMPLATES / "job.sbatch.j2").read_text(encoding="utf-8")))
     assert used == HOOKS
+    assert re.findall(r"launcher\.(\w+)\(\)", (TEMPLATES / "plan.txt.j2").read_text(encoding="utf-8")) == ["plan_text"]
 
 
 @pytest.mark.parametrize("value", ["a b", "$HOME", "`id`", "a;b", "x*", "[0]", "~root", "a#b", "", "it's", True])
