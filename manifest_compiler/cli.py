@@ -391,7 +391,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
     line = ["sbatch"]
     if archives:
-        line.append("--export=ALL," + ",".join(f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives))
+        line.append("--export=ALL," + ",".join(a.export for a in archives))
     unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
     if unset:
         line = ["env", *unset, *line]

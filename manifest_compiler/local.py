@@ -38,7 +38,7 @@ def run_task_locally(run_dir: Path, task: int) -> int:
         raise UsageError(f"{run_dir} uses launcher {launcher}, which needs a SLURM allocation (srun); exec runs launcher single only")
     env = dict(os.environ)
     for archive in stage_archives(resolved, cwd=run_dir):
-        env[f"MCOMPILE_ARCHIVE_{archive.index}"] = archive.fingerprint
+        env[archive.variable] = archive.fingerprint
     local_tmp = tempfile.mkdtemp(prefix="mcompile-exec-")
     env.update({
         "SLURM_JOB_ID": JOB_ID,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .jobdir import read_resolved, select_runs, task_count
-from .plan import job_name
+from .plan import fill_log_pattern, job_name
 
 
 @dataclasses.dataclass
@@ -555,9 +555,7 @@ def runs_json(runs: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
 def _log_name(sub: dict[str, t.Any]) -> str | None:
     for arg in sub.get("sbatch", []):
         if arg.startswith("--output="):
-            pattern = arg[len("--output="):]
-            parts = [p.replace("%A", sub["job_id"]).replace("%j", sub["job_id"]) for p in pattern.split("%%")]
-            return "%".join(parts)
+            return fill_log_pattern(arg[len("--output="):], sub["job_id"])
     return None
 
 

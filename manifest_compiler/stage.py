@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OperationError
 from .model import Resolved
-from .plan import VARIABLE, archive_dir, home_spelled, path_vars
+from .plan import VARIABLE, archive_dir, archive_variable, home_spelled, path_vars
 from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
@@ -93,10 +93,20 @@ def fingerprint(root: Path, subset: str) -> Fingerprint:
 @dataclasses.dataclass(frozen=True)
 class Archive:
     subset: str
-    index: int  # position in data.subsets: the job reads MCOMPILE_ARCHIVE_<index>
+    index: int  # position in data.subsets: the job reads the archive's name from `variable`
     fingerprint: str
     path: Path
     built: bool  # False: reused an existing archive of the same data
+
+    @property
+    def variable(self) -> str:
+        """The variable in which a submission names this archive to the job."""
+        return archive_variable(self.index)
+
+    @property
+    def export(self) -> str:
+        """`variable=fingerprint`, as sbatch --export takes it."""
+        return f"{self.variable}={self.fingerprint}"
 
 
 def stage_archives(resolved: Resolved, *, progress: t.TextIO | None = sys.stderr,

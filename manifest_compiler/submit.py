@@ -36,7 +36,7 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
 from .model import Resolved
-from .plan import job_name, log_pattern
+from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, slurm_log_file
 from .runs import (
     ACTIVE_STATES,
     NOT_QUEUED,
@@ -100,7 +100,7 @@ def _stage_and_logs(run_dir: Path, resolved: Resolved) -> tuple[list[str], str]:
     except OSError as e:
         raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
     # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
-    return [f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives], logs.replace("%", "%%")
+    return [a.export for a in archives], logs.replace("%", "%%")
 
 
 def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False) -> tuple[list[str], list[str]]:
@@ -114,7 +114,7 @@ def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False) -> tup
     warnings = _check(run_dir, resolved, strict=strict)
     exports, logs = _stage_and_logs(run_dir, resolved)
     options = ["--export=" + ",".join(["ALL", *exports])] if exports else []
-    options.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
+    options.append(f"--output={logs}/{log_file_pattern(resolved)}")
     return options, warnings
 
 
@@ -167,7 +167,7 @@ def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     for name in resolved["secrets"]:
         env.pop(name, None)
     # the submission names these itself; a value left in the submitting shell must not leak in
-    for name in [n for n in env if n == "MCOMPILE_TASK_OFFSET" or n.startswith("MCOMPILE_ARCHIVE_")]:
+    for name in [n for n in env if n == "MCOMPILE_TASK_OFFSET" or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
         env.pop(name)
     return env
 
@@ -253,9 +253,9 @@ def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: boo
     def options(chunk: ChunkPlan) -> list[str]:
         opts = ["--export=" + ",".join(["ALL", *exports, f"MCOMPILE_TASK_OFFSET={chunk.offset}"])]
         if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
-            opts += [f"--output={logs}/{name}_%A_slurm.out", "--open-mode=append"]
+            opts += [f"--output={logs}/{slurm_log_file(name, '%A')}", "--open-mode=append"]
         else:
-            opts.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
+            opts.append(f"--output={logs}/{log_file_pattern(resolved)}")
         if array:
             opts.append(f"--array={chunk.array(max_parallel)}")
         return opts
