@@ -15,9 +15,6 @@ import typing as t
 from . import SCHEMA_VERSIONS, __version__
 from .errors import ManifestError, McompileError, UsageError
 
-if t.TYPE_CHECKING:
-    from .model import Resolved
-
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
@@ -305,6 +302,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if any(p.level == "error" for p in problems) else EXIT_OK
 
 
+def _note(message: str) -> None:
+    print(f"mcompile: {message}", file=sys.stderr, flush=True)
+
+
 def _warn(problems: list[t.Any]) -> None:
     from .report import report_problems
 
@@ -374,18 +375,18 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .pipeline import build_job
-    from .stage import stage_archives
+    from .stage import make_log_folder, stage_archives
     from .write import content_hash
 
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
-    archives = stage_archives(resolved)
+    archives = stage_archives(resolved, progress=_note)
     if not archives:
         print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
-    _make_log_folder(resolved)
+    make_log_folder(resolved, unset_ok=True)  # one whose variables are not set here is left to the job
     # The line that submits the run by hand as --submit would (its log: the job finds it itself).
     # sbatch exports the submitting shell's environment: the secrets' variables are left out.
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
@@ -400,27 +401,6 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
     return EXIT_OK
-
-
-def _make_log_folder(resolved: Resolved) -> None:
-    """Create outputs.logs as --submit does: SLURM does not create the folder of #SBATCH --output.
-
-    A folder whose variables are not set here is left to the job, which creates it itself.
-
-    Raises:
-        OperationError: the folder cannot be created.
-    """
-    from .errors import OperationError
-    from .stage import expand
-
-    try:
-        logs = expand(resolved["outputs"]["logs"])
-    except OperationError:
-        return
-    try:
-        os.makedirs(logs, exist_ok=True)
-    except OSError as e:
-        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -452,7 +432,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     from .local import run_task_locally
     from .runs import find_run
 
-    return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task)
+    return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task, progress=_note)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

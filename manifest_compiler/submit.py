@@ -51,7 +51,7 @@ from .runs import (
     run_task_rows,
     slurm_config,
 )
-from .stage import check_subset, expand, stage_archives
+from .stage import check_subset, expand, make_log_folder, stage_archives
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default
 
@@ -91,14 +91,11 @@ def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
 
 def _stage_and_logs(run_dir: Path, resolved: Resolved) -> tuple[list[str], str]:
     """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
-    archives = stage_archives(resolved, cwd=run_dir)
+    archives = stage_archives(resolved, cwd=run_dir, progress=_note)
     for a in archives:
         _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-    logs = expand(resolved["outputs"]["logs"], cwd=run_dir)
-    try:
-        os.makedirs(logs, exist_ok=True)
-    except OSError as e:
-        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
+    logs = make_log_folder(resolved, cwd=run_dir)
+    assert logs is not None  # without unset_ok, an unset variable raises
     # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
     return [a.export for a in archives], logs.replace("%", "%%")
 
