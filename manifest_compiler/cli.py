@@ -15,6 +15,9 @@ import typing as t
 from . import SCHEMA_VERSIONS, __version__
 from .errors import ManifestError, McompileError, UsageError
 
+if t.TYPE_CHECKING:
+    from .slurm import Scheduler
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
@@ -185,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs")
     p.add_argument("name", nargs="?", metavar="RUN", help="one run: " + _RUN_ARG + "; default: every run")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
-    p.add_argument("--format", choices=("text", "json"), default="text",
+    p.add_argument("--format", choices=tuple(_runs_formats()), default="text",
                    help="json: with RUN, one object per task; without, every run and its submissions")
 
     p = command("rerun")
@@ -217,6 +220,12 @@ def _validate_formats() -> t.Iterable[str]:
 
 def _diff_formats() -> t.Iterable[str]:
     from .diff.formats import FORMATTER_BY_NAME
+
+    return FORMATTER_BY_NAME
+
+
+def _runs_formats() -> t.Iterable[str]:
+    from .runs_formats import FORMATTER_BY_NAME
 
     return FORMATTER_BY_NAME
 
@@ -306,6 +315,13 @@ def _note(message: str) -> None:
     print(f"mcompile: {message}", file=sys.stderr, flush=True)
 
 
+def build_scheduler() -> Scheduler:
+    """The SLURM of this host, asked with its real commands."""
+    from .slurm import Scheduler
+
+    return Scheduler()
+
+
 def _warn(problems: list[t.Any]) -> None:
     from .report import report_problems
 
@@ -330,7 +346,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if args.submit:
         from .submit import submit_run
 
-        return submit_run(run.path, manifest_path=args.file, strict=args.strict)
+        return submit_run(run.path, manifest_path=args.file, strict=args.strict, scheduler=build_scheduler())
     return EXIT_OK
 
 
@@ -404,33 +420,25 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    import json
+    from .runs import describe_runs
+    from .runs_formats import FORMATTER_BY_NAME
 
-    from .runs import describe_runs, format_runs, runs_json, tasks_json
-
-    runs_dir = args.runs or _runs_default()
-    runs = describe_runs(runs_dir, args.name)
-    if args.format == "json":
-        # one write: json.dump would write each of the (many) small pieces of an indented document
-        sys.stdout.write(json.dumps(tasks_json(runs[0]) if args.name else runs_json(runs), indent=2, sort_keys=True) + "\n")
-    elif not runs:
-        missing = "" if os.path.isdir(runs_dir) else ", which does not exist"
-        print(f"no compiled runs in {runs_dir}{missing} (--runs DIR or $MCOMPILE_RUNS names another folder)")
-    else:
-        sys.stdout.write(format_runs(runs, detail=bool(args.name)))
+    listing = describe_runs(args.runs or _runs_default(), args.name, scheduler=build_scheduler())
+    sys.stdout.write(FORMATTER_BY_NAME[args.format](listing))
     return EXIT_OK
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from .runs import find_run
+    from .jobdir import find_run
     from .submit import rerun
 
-    return rerun(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, failed=args.failed, strict=args.strict)
+    return rerun(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, failed=args.failed, strict=args.strict,
+                 scheduler=build_scheduler())
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    from .jobdir import find_run
     from .local import run_task_locally
-    from .runs import find_run
 
     return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task, progress=_note)
 

@@ -1,4 +1,4 @@
-"""Submit: a compiled run (or some of its tasks) -> SLURM jobs. The only code that runs sbatch.
+"""Submit: a compiled run (or some of its tasks) -> SLURM jobs, through `slurm.Scheduler`.
 
 Pre-flight on the submitting host first (image, data, archives, log folder, and
 `sbatch --test-only` for every chunk); any failure stops before anything is queued.
@@ -16,15 +16,10 @@ holds for the run as a whole; without it the chunks run side by side.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import fcntl
-import getpass
 import hashlib
-import json
 import os
-import secrets
 import shlex
-import socket
 import stat
 import subprocess
 import sys
@@ -34,26 +29,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OperationError, UsageError
-from .jobdir import read_resolved
+from .jobdir import JOB_SCRIPT, MANIFEST, read_resolved
 from .model import Resolved
 from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, slurm_log_file
-from .runs import (
-    ACTIVE_STATES,
-    NOT_QUEUED,
-    UNKNOWN,
-    Submission,
-    format_task_spec,
-    group_submissions,
-    is_failed,
-    parse_task_spec,
-    read_submissions,
-    run_quietly,
-    run_task_rows,
-    slurm_config,
-)
+from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
+from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
 from .stage import check_subset, expand, make_log_folder, stage_archives
-
-DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default
+from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
+from .tasklist import format_task_spec, parse_task_spec
 
 
 def _note(message: str) -> None:
@@ -147,16 +130,6 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
     return [ChunkPlan(offset, tuple(group)) for offset, group in sorted(groups.items())]
 
 
-def max_array_size() -> tuple[int, str | None]:
-    """The cluster's MaxArraySize and, when it cannot be read, a note saying the default is assumed."""
-    conf = slurm_config()
-    raw = (conf or {}).get("MaxArraySize", "")
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw), None
-    return DEFAULT_MAX_ARRAY_SIZE, (f"cannot read MaxArraySize from `scontrol show config`; "
-                                    f"assuming SLURM's default {DEFAULT_MAX_ARRAY_SIZE}")
-
-
 # --- running sbatch -------------------------------------------------------------------------
 
 def _sbatch_env(resolved: Resolved) -> dict[str, str]:
@@ -169,15 +142,6 @@ def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     return env
 
 
-def _run_sbatch(argv: list[str], run_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError as e:
-        raise OperationError("sbatch not found: is this a SLURM login node? (start a local one with scripts/slurm-dev.sh up)") from e
-    except subprocess.TimeoutExpired as e:
-        raise OperationError("sbatch did not answer within 120 s; the controller may be down") from e
-
-
 def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
     folder = os.path.dirname(os.path.abspath(manifest_path))
     try:
@@ -188,12 +152,6 @@ def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def _slurm_message(proc: subprocess.CompletedProcess[str]) -> str:
-    text = (proc.stderr or proc.stdout).strip()
-    lines = [ln.removeprefix("sbatch: error: ").strip() for ln in text.splitlines() if ln.strip()]
-    return "; ".join(lines) or f"exit status {proc.returncode}"
 
 
 @contextmanager
@@ -210,11 +168,6 @@ def _locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _still_queued(job_id: str) -> bool:
-    proc = run_quietly(["squeue", "-h", "-j", job_id, "-o", "%T"])
-    return proc is not None and proc.returncode == 0 and any(s in ACTIVE_STATES for s in proc.stdout.split())
-
-
 @dataclasses.dataclass
 class _Request:
     """What one submission queues and how it is recorded."""
@@ -227,18 +180,14 @@ class _Request:
     after: str | None = None  # with max_parallel: the first chunk waits for this job
 
 
-def _new_key() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
-
-
-def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool) -> int:
+def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool, scheduler: Scheduler) -> int:
     """Pre-flight, test every chunk, queue them in order and record each; exit code."""
     warnings = _check(run_dir, resolved, strict=strict)
     for w in warnings:
         _note(f"warning: {w}")
     ntasks = len(resolved["run"]["tasks"])
     array = ntasks > 1
-    size, note = max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
+    size, note = scheduler.max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
         _note(note)
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
@@ -258,51 +207,28 @@ def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: boo
         return opts
 
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
-        test = _run_sbatch(["sbatch", "--test-only", *options(chunk), "job.sbatch"], run_dir, env)
-        if test.returncode != 0:
+        refusal = scheduler.test_only(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
+        if refusal is not None:
             which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {_slurm_message(test)}; nothing was queued")
+            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {refusal}; nothing was queued")
 
     try:
         manifest_sha = hashlib.sha256(Path(request.manifest_path).read_bytes()).hexdigest()
     except OSError:
-        manifest_sha = hashlib.sha256((run_dir / "manifest.yaml").read_bytes()).hexdigest()
+        manifest_sha = hashlib.sha256((run_dir / MANIFEST).read_bytes()).hexdigest()
     git = _git_state(request.manifest_path)
     queued: list[tuple[str, ChunkPlan]] = []
     previous = request.after
     for i, chunk in enumerate(chunks):
-        argv = ["sbatch", "--parsable", *options(chunk)]
-        if max_parallel and previous:
-            argv.append(f"--dependency=afterany:{previous}")
-        argv.append("job.sbatch")
-        proc = _run_sbatch(argv, run_dir, env)
-        job_id = proc.stdout.strip().split(";")[0] if proc.returncode == 0 else ""
-        if not job_id.isdigit():
-            why = _slurm_message(proc) if proc.returncode != 0 else f"it printed no job id: {proc.stdout.strip()!r}"
-            _refused(run_dir, request, chunks, queued, i, why)
-        record = {
-            "job_id": job_id,
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "user": getpass.getuser(),
-            "host": socket.gethostname(),
-            "sbatch": argv,
-            "cwd": str(run_dir.resolve()),
-            "manifest_sha256": manifest_sha,
-            "git": git,
-            "submission": request.key,
-            "kind": request.kind,
-            "offset": chunk.offset,
-            "array": chunk.array(max_parallel) if array else None,
-            "tasks": format_task_spec(chunk.tasks),
-            "ntasks": len(chunk.tasks),
-            "planned": format_task_spec(request.planned),
-        }
-        try:
-            with open(run_dir / "submissions.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
-        except OSError as e:
-            raise OperationError(f"job {job_id} (tasks {record['tasks']}) was queued but cannot be recorded in "
-                                 f"{run_dir / 'submissions.jsonl'}: {e.strerror or e}") from e
+        dependency = [f"--dependency=afterany:{previous}"] if max_parallel and previous else []
+        sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env=env)
+        if sbatched.job_id is None:
+            _refused(run_dir, request, chunks, queued, i, sbatched.refusal)
+        job_id = sbatched.job_id
+        record = chunk_record(job_id=job_id, sbatch=sbatched.argv, run_dir=run_dir, manifest_sha256=manifest_sha, git=git,
+                              key=request.key, kind=request.kind, offset=chunk.offset,
+                              array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned)
+        append_record(run_dir, record)
         queued.append((job_id, chunk))
         previous = job_id
         n = len(chunk.tasks)
@@ -335,7 +261,7 @@ def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: 
 
 # --- the commands -------------------------------------------------------------------------
 
-def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> int:
+def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, scheduler: Scheduler) -> int:
     """`--submit`: the whole run; or, when its latest submission left tasks unqueued, only those.
 
     Raises:
@@ -344,27 +270,27 @@ def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> in
     resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
     with _locked(run_dir):
-        subs = group_submissions(read_submissions(run_dir), ntasks)
+        subs = read_run_submissions(run_dir, ntasks)
         latest = subs[-1] if subs else None
         if latest and latest.missing:
-            request = _completion(latest, manifest_path, resolved)
+            request = _completion(latest, manifest_path, resolved, scheduler)
         else:
             everything = list(range(ntasks))
-            request = _Request("submit", everything, everything, _new_key(), manifest_path)
-        return _submit(run_dir, resolved, request, strict=strict)
+            request = _Request("submit", everything, everything, new_key(), manifest_path)
+        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler)
 
 
-def _completion(latest: Submission, manifest_path: str, resolved: Resolved) -> _Request:
+def _completion(latest: Submission, manifest_path: str, resolved: Resolved, scheduler: Scheduler) -> _Request:
     missing = latest.missing
     _note(f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
           f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
     last_job = latest.chunks[-1].job_id
-    after = last_job if resolved["resources"].get("max_parallel") and _still_queued(last_job) else None
+    after = last_job if resolved["resources"].get("max_parallel") and scheduler.still_queued(last_job) else None
     kind: t.Literal["submit", "rerun"] = "rerun" if latest.kind == "rerun" else "submit"
     return _Request(kind, missing, latest.planned, latest.key, manifest_path, after)
 
 
-def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False) -> int:
+def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False, scheduler: Scheduler) -> int:
     """`rerun`: queue some tasks of a compiled run again (same job directory, no recompile).
 
     Raises:
@@ -378,7 +304,7 @@ def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = Fals
     chosen = parse_task_spec(tasks, ntasks) if tasks else list(range(ntasks))
     with _locked(run_dir):
         if failed:
-            rows, _, source = run_task_rows(run_dir, job_name(resolved))
+            rows, _, source = run_task_rows(run_dir, job_name(resolved), scheduler=scheduler)
             unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
             if unknown:
                 _note(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
@@ -388,8 +314,8 @@ def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = Fals
             if not chosen:
                 _note("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
                 return 0
-            never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, "NOT_SUBMITTED")]
+            never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, NOT_SUBMITTED)]
             _note(f"rerunning tasks {format_task_spec(chosen)}"
                   + (f" (never queued: {format_task_spec(never)})" if never else ""))
-        return _submit(run_dir, resolved, _Request("rerun", chosen, chosen, _new_key(), str(run_dir / "manifest.yaml")),
-                       strict=strict)
+        return _submit(run_dir, resolved, _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST)),
+                       strict=strict, scheduler=scheduler)
