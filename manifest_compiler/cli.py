@@ -17,6 +17,7 @@ from .errors import ManifestError, McompileError, UsageError
 
 if t.TYPE_CHECKING:
     from .slurm import Scheduler
+    from .submit import Submitted
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
@@ -322,6 +323,26 @@ def build_scheduler() -> Scheduler:
     return Scheduler()
 
 
+def _submission(submit: t.Callable[[], Submitted]) -> int:
+    """Run a submission; show its notes (stderr) and the job ids it queued (stdout), also when it failed."""
+    from .submit import SubmitError
+
+    try:
+        done = submit()
+    except SubmitError as e:
+        _show_submitted(e.submitted)
+        raise
+    _show_submitted(done)
+    return EXIT_OK
+
+
+def _show_submitted(done: Submitted) -> None:
+    for note in done.notes:
+        _note(note)
+    for job in done.jobs:
+        print(job, flush=True)
+
+
 def _warn(problems: list[t.Any]) -> None:
     from .report import report_problems
 
@@ -346,7 +367,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if args.submit:
         from .submit import submit_run
 
-        return submit_run(run.path, manifest_path=args.file, strict=args.strict, scheduler=build_scheduler())
+        return _submission(lambda: submit_run(run.path, manifest_path=args.file, strict=args.strict,
+                                              scheduler=build_scheduler(), progress=_note))
     return EXIT_OK
 
 
@@ -392,6 +414,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
+    from .submit import by_hand_command
     from .write import content_hash
 
     plan, files, _, warnings = build_job(args.file)
@@ -399,23 +422,15 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     resolved = plan.resolved
     archives = stage_archives(resolved, progress=_note)
     if not archives:
-        print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
+        _note("nothing to stage (data.stage is not archive)")
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
     make_log_folder(resolved, unset_ok=True)  # one whose variables are not set here is left to the job
-    # The line that submits the run by hand as --submit would (its log: the job finds it itself).
-    # sbatch exports the submitting shell's environment: the secrets' variables are left out.
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
-    line = ["sbatch"]
-    if archives:
-        line.append("--export=ALL," + ",".join(a.export for a in archives))
-    unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
-    if unset:
-        line = ["env", *unset, *line]
-    print(f"mcompile: by hand, submit with: cd {shlex.quote(str(run))} && {shlex.join([*line, 'job.sbatch'])}", file=sys.stderr)
+    _note(f"by hand, submit with: {by_hand_command(run, resolved, archives)}")
     if not (run / "job.sbatch").is_file():
-        print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
-              + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
+        _note(f"{run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
+              + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""))
     return EXIT_OK
 
 
@@ -432,8 +447,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     from .jobdir import find_run
     from .submit import rerun
 
-    return rerun(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, failed=args.failed, strict=args.strict,
-                 scheduler=build_scheduler())
+    run = find_run(args.runs or _runs_default(), args.run)
+    return _submission(lambda: rerun(run, tasks=args.tasks, failed=args.failed, strict=args.strict,
+                                     scheduler=build_scheduler(), progress=_note))
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Submit: a compiled run (or some of its tasks) -> SLURM jobs, through `slurm.Scheduler`.
 
-Pre-flight on the submitting host first (image, data, archives, log folder, and
-`sbatch --test-only` for every chunk); any failure stops before anything is queued.
+Pre-flight on the submitting host first (image, data, archives, log folder: `preflight`),
+then `sbatch --test-only` for every chunk; any failure stops before anything is queued.
 Then `sbatch --parsable` from the run directory once per chunk, and one JSON line per
 queued chunk appended to submissions.jsonl. Secrets are never passed: the names of the
 manifest's secrets are removed from the environment sbatch exports.
@@ -11,6 +11,9 @@ arrays of at most C = MaxArraySize - 1 tasks: task g goes to the chunk with offs
 (g // C) * C, as array index g - offset; the job adds MCOMPILE_TASK_OFFSET back. With
 `resources.max_parallel` each chunk waits for the one before (`afterany`), so the limit
 holds for the run as a whole; without it the chunks run side by side.
+
+Nothing here prints: `submit_run` and `rerun` return what they queued and the notes to show
+(`Submitted`), or raise `SubmitError`, which carries what was queued before the failure.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import os
 import shlex
 import stat
 import subprocess
-import sys
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,14 +36,30 @@ from .model import Resolved
 from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, slurm_log_file
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
 from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
-from .stage import check_subset, expand, make_log_folder, stage_archives
+from .stage import Archive, Progress, check_subset, expand, make_log_folder, stage_archives
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
 
+TASK_OFFSET_VARIABLE = "MCOMPILE_TASK_OFFSET"  # the first task of an array, named by its submission
 
-def _note(message: str) -> None:
-    print(f"mcompile: {message}", file=sys.stderr)
 
+@dataclasses.dataclass
+class Submitted:
+    """What a submission did: the jobs it queued, in order, and what to tell the user, in order."""
+
+    jobs: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class SubmitError(OperationError):
+    """A submission failed; `submitted` holds the jobs it queued before (perhaps none) and its notes."""
+
+    def __init__(self, message: str, submitted: Submitted) -> None:
+        super().__init__(message)
+        self.submitted = submitted
+
+
+# --- pre-flight on the submitting host -----------------------------------------------------
 
 def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     """The image, the data subsets and the secret files, at the paths the job will use; the warnings to show."""
@@ -72,30 +90,61 @@ def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     return warnings
 
 
-def _stage_and_logs(run_dir: Path, resolved: Resolved) -> tuple[list[str], str]:
-    """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
-    archives = stage_archives(resolved, cwd=run_dir, progress=_note)
-    for a in archives:
-        _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-    logs = make_log_folder(resolved, cwd=run_dir)
-    assert logs is not None  # without unset_ok, an unset variable raises
-    # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
-    return [a.export for a in archives], logs.replace("%", "%%")
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+    """What pre-flight found and made ready on the submitting host."""
+
+    warnings: list[str]
+    archives: list[Archive]  # built or reused
+    logs: str  # the log folder, created; a % in it doubled (sbatch expands %x patterns)
+    log_file: str  # the --output file of the first array
+    slurm_log: str  # SLURM's own messages of a later array (its tasks log themselves)
+
+    def log_options(self, chunk: ChunkPlan) -> list[str]:
+        """Where SLURM writes the output of a chunk's tasks."""
+        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
+            return [f"--output={self.logs}/{self.slurm_log}", "--open-mode=append"]
+        return [f"--output={self.logs}/{self.log_file}"]
+
+    def options(self, chunk: ChunkPlan, array: str | None) -> list[str]:
+        """The sbatch options of one chunk (`array`: its --array, None for a single job)."""
+        exports = ["ALL", *(a.export for a in self.archives), f"{TASK_OFFSET_VARIABLE}={chunk.offset}"]
+        options = ["--export=" + ",".join(exports), *self.log_options(chunk)]
+        if array is not None:
+            options.append(f"--array={array}")
+        return options
 
 
-def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False) -> tuple[list[str], list[str]]:
-    """Check what the job will need and stage archives; return (sbatch options of a whole-run array, warnings).
+def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progress: Progress | None = None) -> Preflight:
+    """Check what the job will need, then build or reuse its archives and create the log folder.
 
     With `strict`, a secret file readable by others is refused, not only warned about.
+    `progress` hears of archives being built.
 
     Raises:
         OperationError: something the job needs is missing; nothing was queued.
     """
     warnings = _check(run_dir, resolved, strict=strict)
-    exports, logs = _stage_and_logs(run_dir, resolved)
-    options = ["--export=" + ",".join(["ALL", *exports])] if exports else []
-    options.append(f"--output={logs}/{log_file_pattern(resolved)}")
-    return options, warnings
+    archives = stage_archives(resolved, cwd=run_dir, progress=progress)
+    logs = make_log_folder(resolved, cwd=run_dir)
+    assert logs is not None  # without unset_ok, an unset variable raises
+    # % in the folder (also from a variable's value) and the name is doubled: sbatch expands %x patterns
+    return Preflight(warnings, archives, logs.replace("%", "%%"), log_file_pattern(resolved),
+                     slurm_log_file(resolved["name"].replace("%", "%%"), "%A"))
+
+
+def by_hand_command(run_dir: Path, resolved: Resolved, archives: list[Archive]) -> str:
+    """The shell line that submits the run by hand as --submit would (the job finds its log itself).
+
+    sbatch exports the submitting shell's environment: the secrets' variables are left out.
+    """
+    line = ["sbatch"]
+    if archives:
+        line.append("--export=ALL," + ",".join(a.export for a in archives))
+    unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
+    if unset:
+        line = ["env", *unset, *line]
+    return f"cd {shlex.quote(str(run_dir))} && {shlex.join([*line, JOB_SCRIPT])}"
 
 
 # --- chunks -------------------------------------------------------------------------------
@@ -130,14 +179,14 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
     return [ChunkPlan(offset, tuple(group)) for offset, group in sorted(groups.items())]
 
 
-# --- running sbatch -------------------------------------------------------------------------
+# --- queuing --------------------------------------------------------------------------------
 
 def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
     # the submission names these itself; a value left in the submitting shell must not leak in
-    for name in [n for n in env if n == "MCOMPILE_TASK_OFFSET" or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
+    for name in [n for n in env if n == TASK_OFFSET_VARIABLE or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
         env.pop(name)
     return env
 
@@ -178,33 +227,42 @@ class _Request:
     key: str  # shared by the chunks of one submission
     manifest_path: str
     after: str | None = None  # with max_parallel: the first chunk waits for this job
+    notes: list[str] = dataclasses.field(default_factory=list)  # said before the submission's own
 
 
-def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool, scheduler: Scheduler) -> int:
-    """Pre-flight, test every chunk, queue them in order and record each; exit code."""
-    warnings = _check(run_dir, resolved, strict=strict)
-    for w in warnings:
-        _note(f"warning: {w}")
+def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool, scheduler: Scheduler,
+            progress: Progress | None) -> Submitted:
+    """Pre-flight, test every chunk, queue them in order and record each.
+
+    Raises:
+        SubmitError: with what was queued before (and the notes so far).
+    """
+    done = Submitted(notes=list(request.notes))
+    try:
+        _queue(run_dir, resolved, request, done, strict=strict, scheduler=scheduler, progress=progress)
+    except SubmitError:
+        raise
+    except OperationError as e:
+        raise SubmitError(str(e), done) from e
+    return done
+
+
+def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted, *, strict: bool, scheduler: Scheduler,
+           progress: Progress | None) -> None:
+    ready = preflight(run_dir, resolved, strict=strict, progress=progress)
+    done.notes.extend(f"warning: {w}" for w in ready.warnings)
     ntasks = len(resolved["run"]["tasks"])
     array = ntasks > 1
     size, note = scheduler.max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
-        _note(note)
+        done.notes.append(note)
+    done.notes.extend(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in ready.archives)
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
-    exports, logs = _stage_and_logs(run_dir, resolved)
     max_parallel = resolved["resources"].get("max_parallel") if array else None
-    name = resolved["name"].replace("%", "%%")
     env = _sbatch_env(resolved)
 
     def options(chunk: ChunkPlan) -> list[str]:
-        opts = ["--export=" + ",".join(["ALL", *exports, f"MCOMPILE_TASK_OFFSET={chunk.offset}"])]
-        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
-            opts += [f"--output={logs}/{slurm_log_file(name, '%A')}", "--open-mode=append"]
-        else:
-            opts.append(f"--output={logs}/{log_file_pattern(resolved)}")
-        if array:
-            opts.append(f"--array={chunk.array(max_parallel)}")
-        return opts
+        return ready.options(chunk, chunk.array(max_parallel) if array else None)
 
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
         refusal = scheduler.test_only(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
@@ -223,7 +281,7 @@ def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: boo
         dependency = [f"--dependency=afterany:{previous}"] if max_parallel and previous else []
         sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env=env)
         if sbatched.job_id is None:
-            _refused(run_dir, request, chunks, queued, i, sbatched.refusal)
+            _refused(run_dir, request, chunks, queued, i, sbatched.refusal, done)
         job_id = sbatched.job_id
         record = chunk_record(job_id=job_id, sbatch=sbatched.argv, run_dir=run_dir, manifest_sha256=manifest_sha, git=git,
                               key=request.key, kind=request.kind, offset=chunk.offset,
@@ -234,21 +292,20 @@ def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: boo
         n = len(chunk.tasks)
         what = f"task {chunk.tasks[0]}" if n == 1 else f"{n} tasks: {record['tasks']}"
         where = f", array {record['array']}" if len(chunks) > 1 else ""
-        _note(f"submitted job {job_id} ({what}{where})")
-        print(job_id, flush=True)
+        done.notes.append(f"submitted job {job_id} ({what}{where})")
+        done.jobs.append(job_id)
     if len(chunks) > 1:
         chained = "; each array waits for the one before (max_parallel holds across them)" if max_parallel else ""
-        _note(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
-    return 0
+        done.notes.append(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
 
 
 def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: list[tuple[str, ChunkPlan]],
-             failed: int, why: str) -> t.NoReturn:
+             failed: int, why: str, done: Submitted) -> t.NoReturn:
     """sbatch refused a chunk: nothing else is queued; say what was and how to queue the rest."""
     if not queued:
-        raise OperationError(f"sbatch failed: {why}; nothing was queued or recorded, the run can be submitted again")
-    done = {task for _, chunk in queued for task in chunk.tasks}
-    missing = format_task_spec(task for task in request.planned if task not in done)
+        raise SubmitError(f"sbatch failed: {why}; nothing was queued or recorded, the run can be submitted again", done)
+    finished = {task for _, chunk in queued for task in chunk.tasks}
+    missing = format_task_spec(task for task in request.planned if task not in finished)
     lines = [
         f"sbatch failed for tasks {format_task_spec(chunks[failed].tasks)} (array {failed + 1} of {len(chunks)}): {why}",
         "queued: " + ", ".join(f"job {job} (tasks {format_task_spec(chunk.tasks)})" for job, chunk in queued),
@@ -256,16 +313,17 @@ def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: 
         f"to queue them: mcompile rerun {shlex.quote(str(run_dir))} --tasks {missing}"
         + (" (or the same --submit again, which queues only these)" if request.kind == "submit" else ""),
     ]
-    raise OperationError("\nmcompile: ".join(lines))
+    raise SubmitError("\nmcompile: ".join(lines), done)
 
 
 # --- the commands -------------------------------------------------------------------------
 
-def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, scheduler: Scheduler) -> int:
+def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, scheduler: Scheduler,
+               progress: Progress | None = None) -> Submitted:
     """`--submit`: the whole run; or, when its latest submission left tasks unqueued, only those.
 
     Raises:
-        OperationError: pre-flight or sbatch failed (what was queued is recorded and said).
+        SubmitError: pre-flight or sbatch failed (what was queued is recorded and said).
     """
     resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
@@ -277,45 +335,47 @@ def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, sched
         else:
             everything = list(range(ntasks))
             request = _Request("submit", everything, everything, new_key(), manifest_path)
-        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler)
+        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)
 
 
 def _completion(latest: Submission, manifest_path: str, resolved: Resolved, scheduler: Scheduler) -> _Request:
     missing = latest.missing
-    _note(f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
-          f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
+    note = (f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
+            f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
     last_job = latest.chunks[-1].job_id
     after = last_job if resolved["resources"].get("max_parallel") and scheduler.still_queued(last_job) else None
     kind: t.Literal["submit", "rerun"] = "rerun" if latest.kind == "rerun" else "submit"
-    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after)
+    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after, [note])
 
 
-def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False, scheduler: Scheduler) -> int:
+def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False, scheduler: Scheduler,
+          progress: Progress | None = None) -> Submitted:
     """`rerun`: queue some tasks of a compiled run again (same job directory, no recompile).
 
     Raises:
         UsageError: no tasks named, or a task list that does not fit the run.
-        OperationError: pre-flight or sbatch failed.
+        SubmitError: pre-flight or sbatch failed.
     """
     if not tasks and not failed:
         raise UsageError("mcompile rerun: say which tasks: --failed, --tasks LIST (e.g. 3,7-9), or both")
     resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
     chosen = parse_task_spec(tasks, ntasks) if tasks else list(range(ntasks))
+    notes: list[str] = []
     with _locked(run_dir):
         if failed:
             rows, _, source = run_task_rows(run_dir, job_name(resolved), scheduler=scheduler)
             unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
             if unknown:
-                _note(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
-                      "they are not rerun; name them with --tasks if they should be")
+                notes.append(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
+                             "they are not rerun; name them with --tasks if they should be")
             picked = {r.task for r in rows if is_failed(r.state)}
             chosen = [task for task in chosen if task in picked]
             if not chosen:
-                _note("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
-                return 0
+                notes.append("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
+                return Submitted(notes=notes)
             never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, NOT_SUBMITTED)]
-            _note(f"rerunning tasks {format_task_spec(chosen)}"
-                  + (f" (never queued: {format_task_spec(never)})" if never else ""))
-        return _submit(run_dir, resolved, _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST)),
-                       strict=strict, scheduler=scheduler)
+            notes.append(f"rerunning tasks {format_task_spec(chosen)}"
+                         + (f" (never queued: {format_task_spec(never)})" if never else ""))
+        request = _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST), notes=notes)
+        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)
