@@ -16,7 +16,8 @@ from . import SCHEMA_VERSIONS, __version__
 from .errors import ManifestError, McompileError, UsageError
 
 if t.TYPE_CHECKING:
-    from .model import Resolved
+    from .slurm import Scheduler
+    from .submit import Submitted
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs")
     p.add_argument("name", nargs="?", metavar="RUN", help="one run: " + _RUN_ARG + "; default: every run")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
-    p.add_argument("--format", choices=("text", "json"), default="text",
+    p.add_argument("--format", choices=tuple(_runs_formats()), default="text",
                    help="json: with RUN, one object per task; without, every run and its submissions")
 
     p = command("rerun")
@@ -220,6 +221,12 @@ def _validate_formats() -> t.Iterable[str]:
 
 def _diff_formats() -> t.Iterable[str]:
     from .diff.formats import FORMATTER_BY_NAME
+
+    return FORMATTER_BY_NAME
+
+
+def _runs_formats() -> t.Iterable[str]:
+    from .runs_formats import FORMATTER_BY_NAME
 
     return FORMATTER_BY_NAME
 
@@ -305,6 +312,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if any(p.level == "error" for p in problems) else EXIT_OK
 
 
+def _note(message: str) -> None:
+    print(f"mcompile: {message}", file=sys.stderr, flush=True)
+
+
+def build_scheduler() -> Scheduler:
+    """The SLURM of this host, asked with its real commands."""
+    from .slurm import Scheduler
+
+    return Scheduler()
+
+
+def _submission(submit: t.Callable[[], Submitted]) -> int:
+    """Run a submission; show its notes (stderr) and the job ids it queued (stdout), also when it failed."""
+    from .submit import SubmitError
+
+    try:
+        done = submit()
+    except SubmitError as e:
+        _show_submitted(e.submitted)
+        raise
+    _show_submitted(done)
+    return EXIT_OK
+
+
+def _show_submitted(done: Submitted) -> None:
+    for note in done.notes:
+        _note(note)
+    for job in done.jobs:
+        print(job, flush=True)
+
+
 def _warn(problems: list[t.Any]) -> None:
     from .report import report_problems
 
@@ -329,7 +367,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     if args.submit:
         from .submit import submit_run
 
-        return submit_run(run.path, manifest_path=args.file, strict=args.strict)
+        return _submission(lambda: submit_run(run.path, manifest_path=args.file, strict=args.strict,
+                                              scheduler=build_scheduler(), progress=_note))
     return EXIT_OK
 
 
@@ -374,85 +413,50 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .pipeline import build_job
-    from .stage import stage_archives
+    from .stage import make_log_folder, stage_archives
+    from .submit import by_hand_command
     from .write import content_hash
 
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
-    archives = stage_archives(resolved)
+    archives = stage_archives(resolved, progress=_note)
     if not archives:
-        print("mcompile: nothing to stage (data.stage is not archive)", file=sys.stderr)
+        _note("nothing to stage (data.stage is not archive)")
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
-    _make_log_folder(resolved)
-    # The line that submits the run by hand as --submit would (its log: the job finds it itself).
-    # sbatch exports the submitting shell's environment: the secrets' variables are left out.
+    make_log_folder(resolved, unset_ok=True)  # one whose variables are not set here is left to the job
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
-    line = ["sbatch"]
-    if archives:
-        line.append("--export=ALL," + ",".join(f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives))
-    unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
-    if unset:
-        line = ["env", *unset, *line]
-    print(f"mcompile: by hand, submit with: cd {shlex.quote(str(run))} && {shlex.join([*line, 'job.sbatch'])}", file=sys.stderr)
+    _note(f"by hand, submit with: {by_hand_command(run, resolved, archives)}")
     if not (run / "job.sbatch").is_file():
-        print(f"mcompile: {run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
-              + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""), file=sys.stderr)
+        _note(f"{run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
+              + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""))
     return EXIT_OK
 
 
-def _make_log_folder(resolved: Resolved) -> None:
-    """Create outputs.logs as --submit does: SLURM does not create the folder of #SBATCH --output.
-
-    A folder whose variables are not set here is left to the job, which creates it itself.
-
-    Raises:
-        OperationError: the folder cannot be created.
-    """
-    from .errors import OperationError
-    from .stage import expand
-
-    try:
-        logs = expand(resolved["outputs"]["logs"])
-    except OperationError:
-        return
-    try:
-        os.makedirs(logs, exist_ok=True)
-    except OSError as e:
-        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
-
-
 def _cmd_runs(args: argparse.Namespace) -> int:
-    import json
+    from .runs import describe_runs
+    from .runs_formats import FORMATTER_BY_NAME
 
-    from .runs import describe_runs, format_runs, runs_json, tasks_json
-
-    runs_dir = args.runs or _runs_default()
-    runs = describe_runs(runs_dir, args.name)
-    if args.format == "json":
-        # one write: json.dump would write each of the (many) small pieces of an indented document
-        sys.stdout.write(json.dumps(tasks_json(runs[0]) if args.name else runs_json(runs), indent=2, sort_keys=True) + "\n")
-    elif not runs:
-        missing = "" if os.path.isdir(runs_dir) else ", which does not exist"
-        print(f"no compiled runs in {runs_dir}{missing} (--runs DIR or $MCOMPILE_RUNS names another folder)")
-    else:
-        sys.stdout.write(format_runs(runs, detail=bool(args.name)))
+    listing = describe_runs(args.runs or _runs_default(), args.name, scheduler=build_scheduler())
+    sys.stdout.write(FORMATTER_BY_NAME[args.format](listing))
     return EXIT_OK
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from .runs import find_run
+    from .jobdir import find_run
     from .submit import rerun
 
-    return rerun(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, failed=args.failed, strict=args.strict)
+    run = find_run(args.runs or _runs_default(), args.run)
+    return _submission(lambda: rerun(run, tasks=args.tasks, failed=args.failed, strict=args.strict,
+                                     scheduler=build_scheduler(), progress=_note))
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    from .jobdir import find_run
     from .local import run_task_locally
-    from .runs import find_run
 
-    return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task)
+    return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task, progress=_note)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

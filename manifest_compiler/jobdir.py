@@ -16,7 +16,7 @@
 <hash12> is the first 12 hex digits of a SHA-256 over every generated file (`write`). A run is
 found by its directory, `NAME/HASH12` under the runs folder, or `NAME` (its newest run). This
 module is the one place that knows these names; `render` fills them, `write` writes them, and
-`runs`, `submit`, `diff` and `local` read them.
+`runs`, `submit`, `diff` and `local` read them (`submissions` reads and appends submissions.jsonl).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import typing as t
 from pathlib import Path
 
-from .errors import OperationError
+from .errors import OperationError, UsageError
 
 if t.TYPE_CHECKING:
     from .model import Resolved
@@ -133,6 +133,18 @@ def select_runs(runs_dir: str | os.PathLike[str], spec: str | None) -> list[Path
     if len(path.parts) == 1:
         return list_runs(runs_dir, spec)
     return []
+
+
+def find_run(runs_dir: str, spec: str) -> Path:
+    """The run a RUN argument names (`NAME`: its newest run).
+
+    Raises:
+        UsageError: there is no such run.
+    """
+    runs = select_runs(runs_dir, spec)
+    if not runs:
+        raise UsageError(f"mcompile: no compiled run {spec!r} in {runs_dir} (a run directory, or NAME/HASH12 or NAME under --runs)")
+    return runs[0]
 
 
 def read_resolved(run_dir: Path) -> Resolved:

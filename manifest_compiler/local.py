@@ -17,13 +17,13 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
-from .stage import stage_archives
+from .stage import Progress, stage_archives
 
 JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
 
 
-def run_task_locally(run_dir: Path, task: int) -> int:
-    """Run `task` of the run in `run_dir` with bash; its exit status.
+def run_task_locally(run_dir: Path, task: int, *, progress: Progress | None = None) -> int:
+    """Run `task` of the run in `run_dir` with bash; its exit status. `progress` hears of archives being built.
 
     Raises:
         UsageError: the run has no such task.
@@ -37,8 +37,8 @@ def run_task_locally(run_dir: Path, task: int) -> int:
     if launcher != "single":
         raise UsageError(f"{run_dir} uses launcher {launcher}, which needs a SLURM allocation (srun); exec runs launcher single only")
     env = dict(os.environ)
-    for archive in stage_archives(resolved, cwd=run_dir):
-        env[f"MCOMPILE_ARCHIVE_{archive.index}"] = archive.fingerprint
+    for archive in stage_archives(resolved, cwd=run_dir, progress=progress):
+        env[archive.variable] = archive.fingerprint
     local_tmp = tempfile.mkdtemp(prefix="mcompile-exec-")
     env.update({
         "SLURM_JOB_ID": JOB_ID,

@@ -17,6 +17,7 @@ from .model import Resolved
 # Shell variables the job script defines before it uses any path below.
 JOB = "${MCOMPILE_JOB}"  # the array's job id (the job id without an array)
 TASK = "${MCOMPILE_TASK}"  # the task's number in the run
+LOG_NAME = "${log_name}"  # the experiment's name, where the job logs a task itself
 
 # A variable in a manifest path: $NAME or ${NAME}; anything else with a $ is literal text.
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -57,7 +58,12 @@ class StageStep:
     method: t.Literal["archive", "copy", "bind"]
     source: str  # the subset on the host (symbolic)
     dest: str  # where the job puts it (symbolic); the source itself for bind
-    index: int  # position in data.subsets; archive steps read MCOMPILE_ARCHIVE_<index>
+    index: int  # position in data.subsets; archive steps read archive_variable(index)
+
+    @property
+    def variable(self) -> str:
+        """The variable naming this subset's archive in a submission (archive steps)."""
+        return archive_variable(self.index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,7 @@ class JobPlan:
     log_in_script: bool  # no variables in log_path: #SBATCH --output can carry it
     log_dir: str  # outputs.logs as written (symbolic); a later chunk's tasks log there themselves
     log_vars: list[str]  # the variables log_dir uses (checked by the job only where it needs them)
+    task_log: str  # the file in log_dir where the job logs a task itself, in the job's shell variables
     tasks: t.Sequence[str]  # a GridTasks for a grid: computed on demand, never a million strings
     array: str | None  # --array value, None for a single task
     local_root: str  # local_tmp (symbolic)
@@ -108,9 +115,36 @@ def archive_dir(resolved: Resolved) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
+ARCHIVE_VARIABLE_PREFIX = "MCOMPILE_ARCHIVE_"
+
+
+def archive_variable(index: int) -> str:
+    """The variable in which a submission names the archive of data subset `index` (its
+    fingerprint): MCOMPILE_ARCHIVE_<index>. Never taken from the submitting shell."""
+    return f"{ARCHIVE_VARIABLE_PREFIX}{index}"
+
+
 def job_name(resolved: Resolved) -> str:
     """The name of a run's jobs (#SBATCH --job-name): <project>-<name>."""
     return f"{resolved['project']}-{resolved['name']}"
+
+
+def log_file(name: str, job: str, task: str) -> str:
+    """A task's log file: <name>_<job>_<task>.out, `job` and `task` as SLURM's patterns (%A, %a),
+    the job's shell variables (JOB, TASK) or values."""
+    return f"{name}_{job}_{task}.out"
+
+
+def slurm_log_file(name: str, job: str) -> str:
+    """Where SLURM writes its own messages for a later array of a run past MaxArraySize, whose
+    tasks log themselves (their array index is not their task number): <name>_<job>_slurm.out."""
+    return f"{name}_{job}_slurm.out"
+
+
+def log_file_pattern(resolved: Resolved) -> str:
+    """The file part of the --output pattern: <name>_%A_%a.out, or <name>_%j_0.out without an array."""
+    name = resolved["name"]
+    return log_file(name, "%A", "%a") if len(resolved["run"]["tasks"]) > 1 else log_file(name, "%j", "0")
 
 
 def log_pattern(resolved: Resolved) -> str:
@@ -119,8 +153,12 @@ def log_pattern(resolved: Resolved) -> str:
     A `%` of the folder itself is doubled: sbatch would read `%x` in it as a pattern.
     """
     logs = resolved["outputs"]["logs"].rstrip("/").replace("%", "%%")
-    name = resolved["name"]
-    return f"{logs}/{name}_%A_%a.out" if len(resolved["run"]["tasks"]) > 1 else f"{logs}/{name}_%j_0.out"
+    return f"{logs}/{log_file_pattern(resolved)}"
+
+
+def fill_log_pattern(pattern: str, job_id: str) -> str:
+    """An --output pattern with the job's id in place of %A and %j, and %% read as %; %a stays."""
+    return "%".join(part.replace("%A", job_id).replace("%j", job_id) for part in pattern.split("%%"))
 
 
 def _depth(target: str) -> int:
@@ -230,6 +268,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         log_in_script=log_in_script,
         log_dir=resolved["outputs"]["logs"].rstrip("/") or "/",
         log_vars=[v for v in dict.fromkeys(path_vars(resolved["outputs"]["logs"])) if v not in _INTERNAL_VARS or v == "HOME"],
+        task_log=log_file(LOG_NAME, JOB, TASK),
         tasks=tasks,
         array=array,
         local_root=local_root,

@@ -5,12 +5,14 @@ produced in chunks when written or hashed, so a million tasks never sit in
 memory as one string, a list of strings or a list of offsets.
 
 Templates are jinja2 files in the package; they see only the plan. Every value the
-job script interpolates goes through one of six filters: `sh` quotes a literal word,
+job script interpolates goes through one of seven filters: `sh` quotes a literal word,
 `shpath` a manifest path (its `$VAR`/`${VAR}` and a leading `~` expand on the compute
 node, every other byte stays literal), `sbatch` an #SBATCH value; `word`, `num` and `dq` pass a
 value unquoted only after checking that it is a plain word (a name, a subset, an enum),
-an integer, or text that stays literal inside double quotes (a field name in a message). The launchers are template includes (templates/launchers/), one per
-launcher, over the same hooks.
+an integer, or text that stays literal inside double quotes (a field name in a message);
+`dqvars` passes mcompile's own text for double quotes whose only expansions are `${NAME}`s of
+the job's variables (a log file name the plan makes). The launchers are template includes
+(templates/launchers/), one per launcher, over the same hooks.
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ def double_quoted_text(value: object) -> str:
     return text
 
 
+_WORD_AND_VARS = re.compile(r"(?:[A-Za-z0-9_.,:/@%+=-]|\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
+
+
+def double_quoted_vars(value: object) -> str:
+    """`value` as it is, after checking that it holds plain word characters (see _WORD) and `${NAME}`
+    references only: inside bash's double quotes the references expand and nothing else happens.
+    Raises ValueError."""
+    text = str(value)
+    if isinstance(value, bool) or not _WORD_AND_VARS.fullmatch(text):
+        raise ValueError(f"{text!r} reached the job script as words and ${{NAME}} references but is not only those")
+    return text
+
+
 def shell_number(value: object) -> str:
     """An integer, as digits. Raises ValueError for anything else (a bool included)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -163,6 +178,7 @@ def _environment() -> t.Any:
     env.filters["word"] = shell_safe_word
     env.filters["num"] = shell_number
     env.filters["dq"] = double_quoted_text
+    env.filters["dqvars"] = double_quoted_vars
     return env
 
 

@@ -1,4 +1,4 @@
-"""Stage: build or reuse the data archives of a run (`data.stage: archive`), on the submitting host.
+"""Stage: ready the submitting host for a run: the data archives (`data.stage: archive`) and the log folder.
 
 One tar per subset under <scratch>/<project>/.mcompile/archives/<fingerprint>.tar.
 The fingerprint is a SHA-256 over the subset's path and the relative path, type,
@@ -6,6 +6,8 @@ size and mtime of every entry in it, so changed data gets a new archive and an
 archive of other data is never used. An archive is written to a temporary name
 and renamed into place only after the data was seen unchanged while it was being
 written: a killed or racing build never leaves a file a later run would trust.
+
+Nothing here prints: what a long build is doing goes to the `progress` callback of the caller.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ import hashlib
 import os
 import stat
 import subprocess
-import sys
 import time
 import typing as t
 from pathlib import Path
 
 from .errors import OperationError
 from .model import Resolved
-from .plan import VARIABLE, archive_dir, home_spelled, path_vars
+from .plan import VARIABLE, archive_dir, archive_variable, home_spelled, path_vars
 from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
+
+Progress = t.Callable[[str], None]  # told what a long step is doing, a line at a time
 
 
 def expand(path: str, *, cwd: str | os.PathLike[str] | None = None) -> str:
@@ -93,17 +96,28 @@ def fingerprint(root: Path, subset: str) -> Fingerprint:
 @dataclasses.dataclass(frozen=True)
 class Archive:
     subset: str
-    index: int  # position in data.subsets: the job reads MCOMPILE_ARCHIVE_<index>
+    index: int  # position in data.subsets: the job reads the archive's name from `variable`
     fingerprint: str
     path: Path
     built: bool  # False: reused an existing archive of the same data
 
+    @property
+    def variable(self) -> str:
+        """The variable in which a submission names this archive to the job."""
+        return archive_variable(self.index)
 
-def stage_archives(resolved: Resolved, *, progress: t.TextIO | None = sys.stderr,
+    @property
+    def export(self) -> str:
+        """`variable=fingerprint`, as sbatch --export takes it."""
+        return f"{self.variable}={self.fingerprint}"
+
+
+def stage_archives(resolved: Resolved, *, progress: Progress | None = None,
                    cwd: str | os.PathLike[str] | None = None) -> list[Archive]:
     """Build or reuse one archive per subset. Nothing to do unless stage is archive.
 
     `cwd`: the run directory, where the job resolves a path that is still relative (`expand`).
+    `progress` hears when a build starts and ends (it may take long).
 
     Raises:
         OperationError: data missing, a variable unset, tar failing, the data
@@ -122,13 +136,13 @@ def stage_archives(resolved: Resolved, *, progress: t.TextIO | None = sys.stderr
     return [_stage_one(root, subset, i, target_dir, progress) for i, subset in enumerate(data["subsets"])]
 
 
-def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: t.TextIO | None) -> Archive:
+def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: Progress | None) -> Archive:
     before = fingerprint(root, subset)
     final = target_dir / f"{before.digest}.tar"
     if final.is_file():
         return Archive(subset, index, before.digest, final, built=False)
     if progress:
-        print(f"mcompile: archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}", file=progress, flush=True)
+        progress(f"archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}")
     started = time.monotonic()
     tmp = target_dir / f".{before.digest}.tar.tmp-{temporary_tag()}"
     try:
@@ -153,8 +167,30 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     finally:
         tmp.unlink(missing_ok=True)
     if progress:
-        print(f"mcompile: archived {subset} in {time.monotonic() - started:.1f} s", file=progress, flush=True)
+        progress(f"archived {subset} in {time.monotonic() - started:.1f} s")
     return Archive(subset, index, before.digest, final, built=True)
+
+
+def make_log_folder(resolved: Resolved, *, cwd: str | os.PathLike[str] | None = None, unset_ok: bool = False) -> str | None:
+    """Create outputs.logs as the job will find it: SLURM does not create the folder of --output.
+
+    `cwd` as for `expand`. Returns the folder; None when a variable it uses is not set here and
+    `unset_ok` (the job, which creates the folder itself, may have it).
+
+    Raises:
+        OperationError: the folder cannot be created, or (without `unset_ok`) a variable is not set.
+    """
+    try:
+        logs = expand(resolved["outputs"]["logs"], cwd=cwd)
+    except OperationError:
+        if unset_ok:
+            return None
+        raise
+    try:
+        os.makedirs(logs, exist_ok=True)
+    except OSError as e:
+        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
+    return logs
 
 
 def _remove_dead_temporaries(target_dir: Path) -> None:

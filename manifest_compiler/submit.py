@@ -1,7 +1,7 @@
-"""Submit: a compiled run (or some of its tasks) -> SLURM jobs. The only code that runs sbatch.
+"""Submit: a compiled run (or some of its tasks) -> SLURM jobs, through `slurm.Scheduler`.
 
-Pre-flight on the submitting host first (image, data, archives, log folder, and
-`sbatch --test-only` for every chunk); any failure stops before anything is queued.
+Pre-flight on the submitting host first (image, data, archives, log folder: `preflight`),
+then `sbatch --test-only` for every chunk; any failure stops before anything is queued.
 Then `sbatch --parsable` from the run directory once per chunk, and one JSON line per
 queued chunk appended to submissions.jsonl. Secrets are never passed: the names of the
 manifest's secrets are removed from the environment sbatch exports.
@@ -11,54 +11,55 @@ arrays of at most C = MaxArraySize - 1 tasks: task g goes to the chunk with offs
 (g // C) * C, as array index g - offset; the job adds MCOMPILE_TASK_OFFSET back. With
 `resources.max_parallel` each chunk waits for the one before (`afterany`), so the limit
 holds for the run as a whole; without it the chunks run side by side.
+
+Nothing here prints: `submit_run` and `rerun` return what they queued and the notes to show
+(`Submitted`), or raise `SubmitError`, which carries what was queued before the failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import fcntl
-import getpass
 import hashlib
-import json
 import os
-import secrets
 import shlex
-import socket
 import stat
 import subprocess
-import sys
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OperationError, UsageError
-from .jobdir import read_resolved
+from .jobdir import JOB_SCRIPT, MANIFEST, read_resolved
 from .model import Resolved
-from .plan import job_name, log_pattern
-from .runs import (
-    ACTIVE_STATES,
-    NOT_QUEUED,
-    UNKNOWN,
-    Submission,
-    format_task_spec,
-    group_submissions,
-    is_failed,
-    parse_task_spec,
-    read_submissions,
-    run_quietly,
-    run_task_rows,
-    slurm_config,
-)
-from .stage import check_subset, expand, stage_archives
+from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, slurm_log_file
+from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
+from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
+from .stage import Archive, Progress, check_subset, expand, make_log_folder, stage_archives
+from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
+from .tasklist import format_task_spec, parse_task_spec
 
-DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default
+TASK_OFFSET_VARIABLE = "MCOMPILE_TASK_OFFSET"  # the first task of an array, named by its submission
 
 
-def _note(message: str) -> None:
-    print(f"mcompile: {message}", file=sys.stderr)
+@dataclasses.dataclass
+class Submitted:
+    """What a submission did: the jobs it queued, in order, and what to tell the user, in order."""
 
+    jobs: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class SubmitError(OperationError):
+    """A submission failed; `submitted` holds the jobs it queued before (perhaps none) and its notes."""
+
+    def __init__(self, message: str, submitted: Submitted) -> None:
+        super().__init__(message)
+        self.submitted = submitted
+
+
+# --- pre-flight on the submitting host -----------------------------------------------------
 
 def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     """The image, the data subsets and the secret files, at the paths the job will use; the warnings to show."""
@@ -89,33 +90,61 @@ def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     return warnings
 
 
-def _stage_and_logs(run_dir: Path, resolved: Resolved) -> tuple[list[str], str]:
-    """Build or reuse the archives and create the log folder: (--export items, log folder for --output)."""
-    archives = stage_archives(resolved, cwd=run_dir)
-    for a in archives:
-        _note(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-    logs = expand(resolved["outputs"]["logs"], cwd=run_dir)
-    try:
-        os.makedirs(logs, exist_ok=True)
-    except OSError as e:
-        raise OperationError(f"cannot create the log folder {logs}: {e.strerror or e}") from e
-    # % in the folder (also from a variable's value) is doubled: sbatch expands %x patterns
-    return [f"MCOMPILE_ARCHIVE_{a.index}={a.fingerprint}" for a in archives], logs.replace("%", "%%")
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+    """What pre-flight found and made ready on the submitting host."""
+
+    warnings: list[str]
+    archives: list[Archive]  # built or reused
+    logs: str  # the log folder, created; a % in it doubled (sbatch expands %x patterns)
+    log_file: str  # the --output file of the first array
+    slurm_log: str  # SLURM's own messages of a later array (its tasks log themselves)
+
+    def log_options(self, chunk: ChunkPlan) -> list[str]:
+        """Where SLURM writes the output of a chunk's tasks."""
+        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
+            return [f"--output={self.logs}/{self.slurm_log}", "--open-mode=append"]
+        return [f"--output={self.logs}/{self.log_file}"]
+
+    def options(self, chunk: ChunkPlan, array: str | None) -> list[str]:
+        """The sbatch options of one chunk (`array`: its --array, None for a single job)."""
+        exports = ["ALL", *(a.export for a in self.archives), f"{TASK_OFFSET_VARIABLE}={chunk.offset}"]
+        options = ["--export=" + ",".join(exports), *self.log_options(chunk)]
+        if array is not None:
+            options.append(f"--array={array}")
+        return options
 
 
-def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False) -> tuple[list[str], list[str]]:
-    """Check what the job will need and stage archives; return (sbatch options of a whole-run array, warnings).
+def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progress: Progress | None = None) -> Preflight:
+    """Check what the job will need, then build or reuse its archives and create the log folder.
 
     With `strict`, a secret file readable by others is refused, not only warned about.
+    `progress` hears of archives being built.
 
     Raises:
         OperationError: something the job needs is missing; nothing was queued.
     """
     warnings = _check(run_dir, resolved, strict=strict)
-    exports, logs = _stage_and_logs(run_dir, resolved)
-    options = ["--export=" + ",".join(["ALL", *exports])] if exports else []
-    options.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
-    return options, warnings
+    archives = stage_archives(resolved, cwd=run_dir, progress=progress)
+    logs = make_log_folder(resolved, cwd=run_dir)
+    assert logs is not None  # without unset_ok, an unset variable raises
+    # % in the folder (also from a variable's value) and the name is doubled: sbatch expands %x patterns
+    return Preflight(warnings, archives, logs.replace("%", "%%"), log_file_pattern(resolved),
+                     slurm_log_file(resolved["name"].replace("%", "%%"), "%A"))
+
+
+def by_hand_command(run_dir: Path, resolved: Resolved, archives: list[Archive]) -> str:
+    """The shell line that submits the run by hand as --submit would (the job finds its log itself).
+
+    sbatch exports the submitting shell's environment: the secrets' variables are left out.
+    """
+    line = ["sbatch"]
+    if archives:
+        line.append("--export=ALL," + ",".join(a.export for a in archives))
+    unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
+    if unset:
+        line = ["env", *unset, *line]
+    return f"cd {shlex.quote(str(run_dir))} && {shlex.join([*line, JOB_SCRIPT])}"
 
 
 # --- chunks -------------------------------------------------------------------------------
@@ -150,35 +179,16 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
     return [ChunkPlan(offset, tuple(group)) for offset, group in sorted(groups.items())]
 
 
-def max_array_size() -> tuple[int, str | None]:
-    """The cluster's MaxArraySize and, when it cannot be read, a note saying the default is assumed."""
-    conf = slurm_config()
-    raw = (conf or {}).get("MaxArraySize", "")
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw), None
-    return DEFAULT_MAX_ARRAY_SIZE, (f"cannot read MaxArraySize from `scontrol show config`; "
-                                    f"assuming SLURM's default {DEFAULT_MAX_ARRAY_SIZE}")
-
-
-# --- running sbatch -------------------------------------------------------------------------
+# --- queuing --------------------------------------------------------------------------------
 
 def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
     # the submission names these itself; a value left in the submitting shell must not leak in
-    for name in [n for n in env if n == "MCOMPILE_TASK_OFFSET" or n.startswith("MCOMPILE_ARCHIVE_")]:
+    for name in [n for n in env if n == TASK_OFFSET_VARIABLE or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
         env.pop(name)
     return env
-
-
-def _run_sbatch(argv: list[str], run_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError as e:
-        raise OperationError("sbatch not found: is this a SLURM login node? (start a local one with scripts/slurm-dev.sh up)") from e
-    except subprocess.TimeoutExpired as e:
-        raise OperationError("sbatch did not answer within 120 s; the controller may be down") from e
 
 
 def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
@@ -191,12 +201,6 @@ def _git_state(manifest_path: str) -> dict[str, t.Any] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def _slurm_message(proc: subprocess.CompletedProcess[str]) -> str:
-    text = (proc.stderr or proc.stdout).strip()
-    lines = [ln.removeprefix("sbatch: error: ").strip() for ln in text.splitlines() if ln.strip()]
-    return "; ".join(lines) or f"exit status {proc.returncode}"
 
 
 @contextmanager
@@ -213,11 +217,6 @@ def _locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _still_queued(job_id: str) -> bool:
-    proc = run_quietly(["squeue", "-h", "-j", job_id, "-o", "%T"])
-    return proc is not None and proc.returncode == 0 and any(s in ACTIVE_STATES for s in proc.stdout.split())
-
-
 @dataclasses.dataclass
 class _Request:
     """What one submission queues and how it is recorded."""
@@ -228,104 +227,85 @@ class _Request:
     key: str  # shared by the chunks of one submission
     manifest_path: str
     after: str | None = None  # with max_parallel: the first chunk waits for this job
+    notes: list[str] = dataclasses.field(default_factory=list)  # said before the submission's own
 
 
-def _new_key() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool, scheduler: Scheduler,
+            progress: Progress | None) -> Submitted:
+    """Pre-flight, test every chunk, queue them in order and record each.
+
+    Raises:
+        SubmitError: with what was queued before (and the notes so far).
+    """
+    done = Submitted(notes=list(request.notes))
+    try:
+        _queue(run_dir, resolved, request, done, strict=strict, scheduler=scheduler, progress=progress)
+    except SubmitError:
+        raise
+    except OperationError as e:
+        raise SubmitError(str(e), done) from e
+    return done
 
 
-def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: bool) -> int:
-    """Pre-flight, test every chunk, queue them in order and record each; exit code."""
-    warnings = _check(run_dir, resolved, strict=strict)
-    for w in warnings:
-        _note(f"warning: {w}")
+def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted, *, strict: bool, scheduler: Scheduler,
+           progress: Progress | None) -> None:
+    ready = preflight(run_dir, resolved, strict=strict, progress=progress)
+    done.notes.extend(f"warning: {w}" for w in ready.warnings)
     ntasks = len(resolved["run"]["tasks"])
     array = ntasks > 1
-    size, note = max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
+    size, note = scheduler.max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
-        _note(note)
+        done.notes.append(note)
+    done.notes.extend(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in ready.archives)
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
-    exports, logs = _stage_and_logs(run_dir, resolved)
     max_parallel = resolved["resources"].get("max_parallel") if array else None
-    name = resolved["name"].replace("%", "%%")
     env = _sbatch_env(resolved)
 
     def options(chunk: ChunkPlan) -> list[str]:
-        opts = ["--export=" + ",".join(["ALL", *exports, f"MCOMPILE_TASK_OFFSET={chunk.offset}"])]
-        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
-            opts += [f"--output={logs}/{name}_%A_slurm.out", "--open-mode=append"]
-        else:
-            opts.append(f"--output={logs}/{log_pattern(resolved).rsplit('/', 1)[1]}")
-        if array:
-            opts.append(f"--array={chunk.array(max_parallel)}")
-        return opts
+        return ready.options(chunk, chunk.array(max_parallel) if array else None)
 
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
-        test = _run_sbatch(["sbatch", "--test-only", *options(chunk), "job.sbatch"], run_dir, env)
-        if test.returncode != 0:
+        refusal = scheduler.test_only(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
+        if refusal is not None:
             which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {_slurm_message(test)}; nothing was queued")
+            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {refusal}; nothing was queued")
 
     try:
         manifest_sha = hashlib.sha256(Path(request.manifest_path).read_bytes()).hexdigest()
     except OSError:
-        manifest_sha = hashlib.sha256((run_dir / "manifest.yaml").read_bytes()).hexdigest()
+        manifest_sha = hashlib.sha256((run_dir / MANIFEST).read_bytes()).hexdigest()
     git = _git_state(request.manifest_path)
     queued: list[tuple[str, ChunkPlan]] = []
     previous = request.after
     for i, chunk in enumerate(chunks):
-        argv = ["sbatch", "--parsable", *options(chunk)]
-        if max_parallel and previous:
-            argv.append(f"--dependency=afterany:{previous}")
-        argv.append("job.sbatch")
-        proc = _run_sbatch(argv, run_dir, env)
-        job_id = proc.stdout.strip().split(";")[0] if proc.returncode == 0 else ""
-        if not job_id.isdigit():
-            why = _slurm_message(proc) if proc.returncode != 0 else f"it printed no job id: {proc.stdout.strip()!r}"
-            _refused(run_dir, request, chunks, queued, i, why)
-        record = {
-            "job_id": job_id,
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "user": getpass.getuser(),
-            "host": socket.gethostname(),
-            "sbatch": argv,
-            "cwd": str(run_dir.resolve()),
-            "manifest_sha256": manifest_sha,
-            "git": git,
-            "submission": request.key,
-            "kind": request.kind,
-            "offset": chunk.offset,
-            "array": chunk.array(max_parallel) if array else None,
-            "tasks": format_task_spec(chunk.tasks),
-            "ntasks": len(chunk.tasks),
-            "planned": format_task_spec(request.planned),
-        }
-        try:
-            with open(run_dir / "submissions.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
-        except OSError as e:
-            raise OperationError(f"job {job_id} (tasks {record['tasks']}) was queued but cannot be recorded in "
-                                 f"{run_dir / 'submissions.jsonl'}: {e.strerror or e}") from e
+        dependency = [f"--dependency=afterany:{previous}"] if max_parallel and previous else []
+        sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env=env)
+        if sbatched.job_id is None:
+            _refused(run_dir, request, chunks, queued, i, sbatched.refusal, done)
+        job_id = sbatched.job_id
+        record = chunk_record(job_id=job_id, sbatch=sbatched.argv, run_dir=run_dir, manifest_sha256=manifest_sha, git=git,
+                              key=request.key, kind=request.kind, offset=chunk.offset,
+                              array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned)
+        append_record(run_dir, record)
         queued.append((job_id, chunk))
         previous = job_id
         n = len(chunk.tasks)
         what = f"task {chunk.tasks[0]}" if n == 1 else f"{n} tasks: {record['tasks']}"
         where = f", array {record['array']}" if len(chunks) > 1 else ""
-        _note(f"submitted job {job_id} ({what}{where})")
-        print(job_id, flush=True)
+        done.notes.append(f"submitted job {job_id} ({what}{where})")
+        done.jobs.append(job_id)
     if len(chunks) > 1:
         chained = "; each array waits for the one before (max_parallel holds across them)" if max_parallel else ""
-        _note(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
-    return 0
+        done.notes.append(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
 
 
 def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: list[tuple[str, ChunkPlan]],
-             failed: int, why: str) -> t.NoReturn:
+             failed: int, why: str, done: Submitted) -> t.NoReturn:
     """sbatch refused a chunk: nothing else is queued; say what was and how to queue the rest."""
     if not queued:
-        raise OperationError(f"sbatch failed: {why}; nothing was queued or recorded, the run can be submitted again")
-    done = {task for _, chunk in queued for task in chunk.tasks}
-    missing = format_task_spec(task for task in request.planned if task not in done)
+        raise SubmitError(f"sbatch failed: {why}; nothing was queued or recorded, the run can be submitted again", done)
+    finished = {task for _, chunk in queued for task in chunk.tasks}
+    missing = format_task_spec(task for task in request.planned if task not in finished)
     lines = [
         f"sbatch failed for tasks {format_task_spec(chunks[failed].tasks)} (array {failed + 1} of {len(chunks)}): {why}",
         "queued: " + ", ".join(f"job {job} (tasks {format_task_spec(chunk.tasks)})" for job, chunk in queued),
@@ -333,66 +313,69 @@ def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: 
         f"to queue them: mcompile rerun {shlex.quote(str(run_dir))} --tasks {missing}"
         + (" (or the same --submit again, which queues only these)" if request.kind == "submit" else ""),
     ]
-    raise OperationError("\nmcompile: ".join(lines))
+    raise SubmitError("\nmcompile: ".join(lines), done)
 
 
 # --- the commands -------------------------------------------------------------------------
 
-def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False) -> int:
+def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, scheduler: Scheduler,
+               progress: Progress | None = None) -> Submitted:
     """`--submit`: the whole run; or, when its latest submission left tasks unqueued, only those.
 
     Raises:
-        OperationError: pre-flight or sbatch failed (what was queued is recorded and said).
+        SubmitError: pre-flight or sbatch failed (what was queued is recorded and said).
     """
     resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
     with _locked(run_dir):
-        subs = group_submissions(read_submissions(run_dir), ntasks)
+        subs = read_run_submissions(run_dir, ntasks)
         latest = subs[-1] if subs else None
         if latest and latest.missing:
-            request = _completion(latest, manifest_path, resolved)
+            request = _completion(latest, manifest_path, resolved, scheduler)
         else:
             everything = list(range(ntasks))
-            request = _Request("submit", everything, everything, _new_key(), manifest_path)
-        return _submit(run_dir, resolved, request, strict=strict)
+            request = _Request("submit", everything, everything, new_key(), manifest_path)
+        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)
 
 
-def _completion(latest: Submission, manifest_path: str, resolved: Resolved) -> _Request:
+def _completion(latest: Submission, manifest_path: str, resolved: Resolved, scheduler: Scheduler) -> _Request:
     missing = latest.missing
-    _note(f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
-          f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
+    note = (f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
+            f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
     last_job = latest.chunks[-1].job_id
-    after = last_job if resolved["resources"].get("max_parallel") and _still_queued(last_job) else None
+    after = last_job if resolved["resources"].get("max_parallel") and scheduler.still_queued(last_job) else None
     kind: t.Literal["submit", "rerun"] = "rerun" if latest.kind == "rerun" else "submit"
-    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after)
+    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after, [note])
 
 
-def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False) -> int:
+def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False, scheduler: Scheduler,
+          progress: Progress | None = None) -> Submitted:
     """`rerun`: queue some tasks of a compiled run again (same job directory, no recompile).
 
     Raises:
         UsageError: no tasks named, or a task list that does not fit the run.
-        OperationError: pre-flight or sbatch failed.
+        SubmitError: pre-flight or sbatch failed.
     """
     if not tasks and not failed:
         raise UsageError("mcompile rerun: say which tasks: --failed, --tasks LIST (e.g. 3,7-9), or both")
     resolved = read_resolved(run_dir)
     ntasks = len(resolved["run"]["tasks"])
     chosen = parse_task_spec(tasks, ntasks) if tasks else list(range(ntasks))
+    notes: list[str] = []
     with _locked(run_dir):
         if failed:
-            rows, _, source = run_task_rows(run_dir, job_name(resolved))
+            rows, _, source = run_task_rows(run_dir, job_name(resolved), scheduler=scheduler)
             unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
             if unknown:
-                _note(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
-                      "they are not rerun; name them with --tasks if they should be")
+                notes.append(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
+                             "they are not rerun; name them with --tasks if they should be")
             picked = {r.task for r in rows if is_failed(r.state)}
             chosen = [task for task in chosen if task in picked]
             if not chosen:
-                _note("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
-                return 0
-            never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, "NOT_SUBMITTED")]
-            _note(f"rerunning tasks {format_task_spec(chosen)}"
-                  + (f" (never queued: {format_task_spec(never)})" if never else ""))
-        return _submit(run_dir, resolved, _Request("rerun", chosen, chosen, _new_key(), str(run_dir / "manifest.yaml")),
-                       strict=strict)
+                notes.append("no failed tasks: every task" + (" named" if tasks else "") + " completed, or is queued or running; nothing submitted")
+                return Submitted(notes=notes)
+            never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, NOT_SUBMITTED)]
+            notes.append(f"rerunning tasks {format_task_spec(chosen)}"
+                         + (f" (never queued: {format_task_spec(never)})" if never else ""))
+        request = _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST), notes=notes)
+        return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)

@@ -14,15 +14,11 @@ import pytest
 
 from manifest_compiler import runs
 from manifest_compiler.errors import UsageError
-from manifest_compiler.runs import (
-    TaskState,
-    format_task_spec,
-    group_submissions,
-    is_failed,
-    parse_task_spec,
-    task_rows,
-)
+from manifest_compiler.runs import is_failed, task_rows
+from manifest_compiler.slurm import Reply, Scheduler, TaskState
+from manifest_compiler.submissions import group_submissions
 from manifest_compiler.submit import chunk_size, plan_chunks
+from manifest_compiler.tasklist import format_task_spec, parse_task_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,7 +122,7 @@ def test_a_rerun_of_a_single_task_run_maps_the_job_to_task_0() -> None:
     assert runs.exit_status("0:15") == 143 and runs.exit_status("3:0") == 3 and runs.exit_status("") is None
 
 
-def test_sacct_rows_give_every_attempt_and_expand_pending_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sacct_rows_give_every_attempt_and_expand_pending_ranges() -> None:
     out = "\n".join([
         "55_0|REQUEUED|0:0|2024-01-01T10:00:00",
         "55_0|COMPLETED|0:0|2024-01-01T10:01:00",
@@ -136,12 +132,11 @@ def test_sacct_rows_give_every_attempt_and_expand_pending_ranges(monkeypatch: py
     ])
     calls: list[list[str]] = []
 
-    def fake(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def fake(argv: list[str], **_: object) -> Reply:
         calls.append(argv)
-        return subprocess.CompletedProcess(argv, 0, out if argv[0] == "sacct" else "", "")
+        return Reply(0, out if argv[0] == "sacct" else "", "")
 
-    monkeypatch.setattr(runs, "run_quietly", fake)
-    states, source = runs.query_states(["55", "56"])
+    states, source = Scheduler(fake).task_states(["55", "56"])
     by = {(s.job_id, s.task): (s.state, s.exit_code, s.attempts) for s in states}
     assert source == "sacct"
     assert by == {("55", 0): ("COMPLETED", "0:0", 2), ("55", 1): ("CANCELLED", "0:15", 1), ("55", 2): ("PENDING", "", 0),

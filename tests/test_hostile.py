@@ -31,7 +31,7 @@ from manifest_compiler.load import MAX_ALIAS_VALUES, MAX_DEPTH, MAX_FILE_BYTES, 
 from manifest_compiler.pipeline import build_job, check_file, compile_manifest, resolve_file
 from manifest_compiler.render import shell_path
 from manifest_compiler.stage import check_subset, expand, stage_archives
-from manifest_compiler.submit import preflight
+from manifest_compiler.submit import ChunkPlan, preflight
 from manifest_compiler.validate import MAX_TASKS
 
 MiB = 1024 * 1024
@@ -690,7 +690,8 @@ def test_symlinked_subset_inside_the_data_root_is_fine(tmp_path: Path, cluster: 
     assert check_subset(root, "inner") == root / "inner"
     assert check_subset(root, "absolute") == root / "absolute"
     resolved, _, _ = resolve_file(str(write_manifest(tmp_path, data={"subsets": ["inner", "absolute"], "stage": "bind"})))
-    options, warnings = preflight(tmp_path, resolved)
+    ready = preflight(tmp_path, resolved)
+    options, warnings = [*(a.export for a in ready.archives), *ready.log_options(ChunkPlan(0, (0,)))], ready.warnings
     assert warnings == [] and options == [f"--output={cluster}/proj/hpc_outputs/hostile_%j_0.out"]
 
 
@@ -740,7 +741,7 @@ def test_preflight_checks_a_relative_image_in_the_run_directory(tmp_path: Path, 
         preflight(run_dir, resolved)
     (run_dir / "containers").mkdir()
     (run_dir / "containers" / "app.sif").write_text("image")
-    assert preflight(run_dir, resolved)[1] == []
+    assert preflight(run_dir, resolved).warnings == []
 
 
 # --- secret files readable by others -------------------------------------------------
@@ -752,7 +753,7 @@ def test_secret_file_readable_by_others_warns_and_strict_refuses(tmp_path: Path,
     secret.write_text("s3cret\n")
     secret.chmod(mode)
     resolved, _, _ = resolve_file(str(write_manifest(tmp_path, secrets={"API_KEY": {"file": "$SCRATCH/key.txt"}})))
-    _, warnings = preflight(tmp_path, resolved)
+    warnings = preflight(tmp_path, resolved).warnings
     assert warnings == [f"secret API_KEY: {secret} is readable by others (mode {mode:04o}); chmod 600 it"]
     with pytest.raises(OperationError, match="readable by others.*refused with --strict; nothing was queued"):
         preflight(tmp_path, resolved, strict=True)
@@ -765,6 +766,6 @@ def test_private_secret_file_gives_no_warning(tmp_path: Path, cluster: Path, mod
     secret.write_text("s3cret\n")
     secret.chmod(mode)
     resolved, _, _ = resolve_file(str(write_manifest(tmp_path, secrets={"API_KEY": {"file": "$SCRATCH/key.txt"}})))
-    assert preflight(tmp_path, resolved)[1] == []
-    assert preflight(tmp_path, resolved, strict=True)[1] == []
+    assert preflight(tmp_path, resolved).warnings == []
+    assert preflight(tmp_path, resolved, strict=True).warnings == []
     assert stat.S_IMODE(secret.stat().st_mode) == mode  # preflight never changes it

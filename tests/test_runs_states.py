@@ -13,31 +13,32 @@ filetxt --nodes 2`, Slurm 22.05.8, no slurmdbd):
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import pytest
-
 from manifest_compiler import runs
-from manifest_compiler.runs import TaskRow, TaskState, format_runs, group_submissions, task_rows
+from manifest_compiler.runs import TaskRow, task_rows
+from manifest_compiler.runs_formats import format_runs
+from manifest_compiler.slurm import Reply, Scheduler, TaskState
+from manifest_compiler.submissions import group_submissions
 
 DATA = Path(__file__).resolve().parent / "data" / "slurm"
 JOBS = ["46368352", "46368353", "46368355", "46368356", "46368357"]
 
 
-def _cluster(monkeypatch: pytest.MonkeyPatch, *, squeue: str = "", jobcomp: Path = DATA / "jobcomp-requeue.log") -> list[list[str]]:
-    """SLURM as recorded: no sacct (no slurmdbd), the jobcomp file, and `squeue` printing `squeue`."""
+def _cluster(*, squeue: str = "", jobcomp: Path = DATA / "jobcomp-requeue.log") -> tuple[Scheduler, list[list[str]]]:
+    """SLURM as recorded: no sacct (no slurmdbd), the jobcomp file (named by `scontrol show config`),
+    and `squeue` printing `squeue`; the scheduler and the sacct and squeue calls made."""
     calls: list[list[str]] = []
 
-    def fake(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def fake(argv: list[str], **_: object) -> Reply:
+        if argv[0] == "scontrol":
+            return Reply(0, f"JobCompType             = jobcomp/filetxt\nJobCompLoc              = {jobcomp}\n", "")
         calls.append(argv)
         if argv[0] == "sacct":
-            return subprocess.CompletedProcess(argv, 1, "", "sacct: error: Problem talking to the database")
-        return subprocess.CompletedProcess(argv, 0, squeue if argv[0] == "squeue" else "", "")
+            return Reply(1, "", "sacct: error: Problem talking to the database")
+        return Reply(0, squeue if argv[0] == "squeue" else "", "")
 
-    monkeypatch.setattr(runs, "run_quietly", fake)
-    monkeypatch.setattr(runs, "slurm_config", lambda: {"JobCompType": "jobcomp/filetxt", "JobCompLoc": str(jobcomp)})
-    return calls
+    return Scheduler(fake), calls
 
 
 def _by_task(states: list[TaskState]) -> dict[tuple[str, int | None], tuple[str, str, int]]:
@@ -52,9 +53,9 @@ def test_the_jobcomp_file_writes_two_lines_for_an_attempt_requeued_at_its_time_l
                       ("COMPLETED", "2026-12-04T06:59:04")]
 
 
-def test_attempts_from_the_jobcomp_file_count_starts_not_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    _cluster(monkeypatch)  # the controller forgot the jobs: the file is all there is
-    states, source = runs.query_states(JOBS)
+def test_attempts_from_the_jobcomp_file_count_starts_not_lines() -> None:
+    scheduler, _ = _cluster()  # the controller forgot the jobs: the file is all there is
+    states, source = scheduler.task_states(JOBS)
     assert source == "squeue+jobcomp"
     assert _by_task(states) == {
         ("46368352", 0): ("COMPLETED", "0:0", 3),
@@ -66,26 +67,26 @@ def test_attempts_from_the_jobcomp_file_count_starts_not_lines(monkeypatch: pyte
     }
 
 
-def test_a_requeued_attempt_is_requeued_until_the_next_one_is_known(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_requeued_attempt_is_requeued_until_the_next_one_is_known(tmp_path: Path) -> None:
     lines = (DATA / "jobcomp-requeue.log").read_text().splitlines()
     first_two = [line for line in lines if "ArrayJobId=46368353 " in line][:2]
     (tmp_path / "jobcomp.log").write_text("\n".join(first_two) + "\n")
-    _cluster(monkeypatch, jobcomp=tmp_path / "jobcomp.log")
-    [state] = runs.query_states(["46368353"])[0]
+    scheduler, _ = _cluster(jobcomp=tmp_path / "jobcomp.log")
+    [state] = scheduler.task_states(["46368353"])[0]
     assert (state.state, state.exit_code, state.attempts) == ("REQUEUED", "", 1)
     # squeue: the second attempt runs (one restart so far); its state wins and it has no exit code yet
-    _cluster(monkeypatch, squeue="46368353_0|RUNNING|2026-12-04T06:57:34|1|0|\n", jobcomp=tmp_path / "jobcomp.log")
-    [state] = runs.query_states(["46368353"])[0]
+    scheduler, _ = _cluster(squeue="46368353_0|RUNNING|2026-12-04T06:57:34|1|0|\n", jobcomp=tmp_path / "jobcomp.log")
+    [state] = scheduler.task_states(["46368353"])[0]
     assert (state.state, state.exit_code, state.attempts) == ("RUNNING", "", 2)
     # requeued again and waiting: squeue's start time is a forecast, not a start
-    _cluster(monkeypatch, squeue="46368353_0|PENDING|2026-12-04T06:59:04|2|0|\n", jobcomp=tmp_path / "jobcomp.log")
-    [state] = runs.query_states(["46368353"])[0]
+    scheduler, _ = _cluster(squeue="46368353_0|PENDING|2026-12-04T06:59:04|2|0|\n", jobcomp=tmp_path / "jobcomp.log")
+    [state] = scheduler.task_states(["46368353"])[0]
     assert (state.state, state.exit_code, state.attempts) == ("PENDING", "", 2)
 
 
-def test_squeue_gives_the_restart_count_and_the_exit_codes_of_ended_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _cluster(monkeypatch, squeue=(DATA / "squeue-requeue.txt").read_text())
-    states, _ = runs.query_states(JOBS)
+def test_squeue_gives_the_restart_count_and_the_exit_codes_of_ended_tasks() -> None:
+    scheduler, calls = _cluster(squeue=(DATA / "squeue-requeue.txt").read_text())
+    states, _ = scheduler.task_states(JOBS)
     assert _by_task(states) == {
         ("46368352", 0): ("COMPLETED", "0:0", 3),
         ("46368352", 1): ("COMPLETED", "0:0", 3),
@@ -97,16 +98,15 @@ def test_squeue_gives_the_restart_count_and_the_exit_codes_of_ended_tasks(monkey
     assert [c[0] for c in calls] == ["sacct", "squeue"]
 
 
-def test_a_running_task_has_no_exit_code_and_a_completed_one_known_only_to_squeue_has_0(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_task_has_no_exit_code_and_a_completed_one_known_only_to_squeue_has_0() -> None:
     # slurmdbd lags behind: sacct still says RUNNING (with 0:0) for a task squeue has seen complete
     sacct = "70_0|RUNNING|0:0|2024-01-01T10:00:00\n70_1|RUNNING|0:0|2024-01-01T10:00:00\n"
     squeue = "70_0|COMPLETED|2024-01-01T10:00:00|0|0|\n70_1|RUNNING|2024-01-01T10:00:00|0|0|\n70_2|PENDING|2024-01-01T10:05:00|0|0|\n"
 
-    def fake(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(argv, 0, sacct if argv[0] == "sacct" else squeue, "")
+    def fake(argv: list[str], **_: object) -> Reply:
+        return Reply(0, sacct if argv[0] == "sacct" else squeue, "")
 
-    monkeypatch.setattr(runs, "run_quietly", fake)
-    states, source = runs.query_states(["70"])
+    states, source = Scheduler(fake).task_states(["70"])
     assert source == "sacct"
     assert _by_task(states) == {("70", 0): ("COMPLETED", "0:0", 1), ("70", 1): ("RUNNING", "", 1), ("70", 2): ("PENDING", "", 0)}
 
@@ -144,8 +144,7 @@ def test_two_plain_submissions_are_not_a_restart() -> None:
     assert "    queued by more than one submission: tasks 0" in table
 
 
-def test_jobs_submitted_by_hand_from_a_run_directory_are_found_in_the_jobcomp_file(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_jobs_submitted_by_hand_from_a_run_directory_are_found_in_the_jobcomp_file(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "x" / "0123456789ab"
     run.mkdir(parents=True)
     (run / "resolved.json").write_text("{}")
@@ -156,16 +155,16 @@ def test_jobs_submitted_by_hand_from_a_run_directory_are_found_in_the_jobcomp_fi
     text = "\n".join(line.replace("WorkDir=/tmp/wtcli-exp", f"WorkDir={run if 'ArrayJobId=4636835' in line else elsewhere}")
                      for line in text.splitlines())
     (tmp_path / "jobcomp.log").write_text(text + "\n")
-    _cluster(monkeypatch, jobcomp=tmp_path / "jobcomp.log")
+    scheduler, _ = _cluster(jobcomp=tmp_path / "jobcomp.log")
     recorded = group_submissions([{"job_id": "46368300", "sbatch": []}], 2)
     subs = {run: recorded}
-    runs.add_by_hand(subs, {run: "a.sh"})
+    runs.add_by_hand(subs, {run: "a.sh"}, scheduler=scheduler)
     assert [(s.kind, s.chunks[0].job_id, s.planned) for s in subs[run]] == [("submit", "46368300", [0, 1]),
                                                                           ("by hand", "46368352", [0, 1])]
-    states, _ = runs.query_states([c.job_id for s in subs[run] for c in s.chunks])
+    states, _ = scheduler.task_states([c.job_id for s in subs[run] for c in s.chunks])
     rows = task_rows(2, subs[run], states)
     assert [(r.state, r.attempts, r.submissions, r.job_id) for r in rows] == [("COMPLETED", 3, 2, "46368352")] * 2
     # a wrong work directory or name finds nothing
     subs = {run: []}
-    runs.add_by_hand(subs, {run: "wrap"})
+    runs.add_by_hand(subs, {run: "wrap"}, scheduler=scheduler)
     assert subs[run] == []

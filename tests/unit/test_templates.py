@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from manifest_compiler.render import double_quoted_text, shell_number, shell_safe_word
+from manifest_compiler.render import double_quoted_text, double_quoted_vars, shell_number, shell_safe_word
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "manifest_compiler" / "templates"
 JOB_SCRIPT = [TEMPLATES / "job.sbatch.j2", *sorted((TEMPLATES / "launchers").glob("*.sh.j2"))]
-FILTERS = ("sh", "shpath", "sbatch", "word", "num", "dq")
+FILTERS = ("sh", "shpath", "sbatch", "word", "num", "dq", "dqvars")
 # Interpolations that are not values: the launcher's hooks, a literal brace, and the rank step's
 # line, which the launcher templates pass as a constant.
 NOT_VALUES = re.compile(r"(launcher|distributed)\.\w+\(.*\)|'\{'|rank_step")
@@ -58,3 +58,10 @@ def test_word_number_and_double_quoted_text_pass_what_they_allow() -> None:
     for bad in ("a$b", "a`b", 'a"b', "a\\b", "a\nb"):
         with pytest.raises(ValueError):
             double_quoted_text(bad)
+
+
+def test_dqvars_passes_words_and_braced_references_only() -> None:
+    assert double_quoted_vars("${log_name}_${MCOMPILE_JOB}_${MCOMPILE_TASK}.out") == "${log_name}_${MCOMPILE_JOB}_${MCOMPILE_TASK}.out"
+    for bad in ("$x", "${x:-y}", "${1}", "$(id)", "`id`", "a b", 'a"b', "a\\b", "a\nb", "${x", "", True):
+        with pytest.raises(ValueError):
+            double_quoted_vars(bad)
