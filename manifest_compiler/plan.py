@@ -279,8 +279,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         runtime=c["runtime"],
         entry=c["entry"],
         runtime_flags=flags,
-        runtime_paths=[RuntimePath("--overlay", o["path"], f":{o['mode']}", "overlay image", f"container.overlay[{i}].path")
-                       for i, o in enumerate(c.get("overlay", []))],
+        runtime_paths=runtime_paths(resolved),
         workdir=c["workdir"],
         mounts=mounts,
         staging=staging,
@@ -296,6 +295,14 @@ def plan_job(resolved: Resolved) -> JobPlan:
         world_size=model.world_size(launcher, res["nodes"], res["tasks_per_node"], resolved["run"]["processes_per_node"]),
         requeue=requeue,
     )
+
+
+def runtime_paths(resolved: Resolved) -> list[RuntimePath]:
+    """The runtime's options that name a host file: the job checks each on the node, and the
+    submit pre-flight each one it can read from the submitting host."""
+    overlays = resolved["container"].get("overlay", [])
+    return [RuntimePath("--overlay", o["path"], f":{o['mode']}", "overlay image", f"container.overlay[{i}].path")
+            for i, o in enumerate(overlays)]
 
 
 def _hours(slurm_time: str) -> float:

@@ -33,7 +33,7 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, MANIFEST, read_resolved
 from .model import Resolved
-from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, slurm_log_file
+from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, runtime_paths, slurm_log_file
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
 from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
 from .stage import Archive, Progress, check_subset, expand, make_log_folder, stage_archives
@@ -67,6 +67,13 @@ def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     image = expand(resolved["container"]["image"], cwd=run_dir)
     if not os.path.isfile(image):
         raise OperationError(f"container image not found: {image} (container.image)")
+    for rp in runtime_paths(resolved):
+        try:
+            path = expand(rp.path, cwd=run_dir)
+        except OperationError:
+            continue  # a variable of the node's (${MCOMPILE_TASK}): the job checks it there
+        if not os.path.isfile(path):
+            raise OperationError(f"{rp.what} not found: {path} ({rp.field})")
     data = resolved.get("data")
     if data:
         root = Path(expand(data["root"], cwd=run_dir))

@@ -142,6 +142,25 @@ def test_a_missing_image_is_refused_before_sbatch_runs(tmp_path: Path) -> None:
     assert slurm.calls == [] and info.value.submitted.jobs == []
 
 
+def test_a_missing_read_only_overlay_is_refused_before_sbatch_runs(tmp_path: Path) -> None:
+    """container.overlay: a read-only image must be there; a per-task one is left to the job."""
+    image = tmp_path / "app.sif"
+    image.write_text("image")
+    manifest = tmp_path / "overlay.yaml"
+    manifest.write_text(
+        f"version: 1\nname: ov\nproject: p\nresources: {{time: 5m, mem: 256M}}\nrun: {{commands: [echo]}}\n"
+        f"outputs: {{logs: {tmp_path}/logs, dir: {tmp_path}/out}}\n"
+        f"container:\n  image: {image}\n  overlay:\n    - path: {tmp_path}/data.sqsh\n"
+        f"    - {{path: '{tmp_path}/task-${{MCOMPILE_TASK}}.img', mode: rw}}\n")
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    slurm = FakeSlurm()
+    with pytest.raises(SubmitError, match=f"^overlay image not found: {tmp_path}/data.sqsh \\(container.overlay\\[0\\].path\\)$"):
+        submit_run(run, manifest_path=str(manifest), scheduler=Scheduler(slurm))
+    assert slurm.calls == []
+    (tmp_path / "data.sqsh").write_text("squashfs")
+    assert submit_run(run, manifest_path=str(manifest), scheduler=Scheduler(slurm)).jobs
+
+
 def test_the_warnings_before_a_refusal_are_kept_for_the_user(tmp_path: Path) -> None:
     run, manifest = _compile(tmp_path, 2)
     (tmp_path / "key.txt").chmod(0o644)
