@@ -55,10 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOUBLES = ROOT / "tests" / "doubles"
 RENDEZVOUS = ROOT / "tests" / "programs" / "rendezvous.py"
 SLURM_DEV = ROOT / "scripts" / "slurm-dev.sh"
-sys.path.insert(0, str(DOUBLES))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from cluster import free_port_base, parse_exports  # noqa: E402
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 # The same interpreter as inside the container (whose /usr is the host's), and no pyenv shim.
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable

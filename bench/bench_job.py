@@ -53,10 +53,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOUBLES = ROOT / "tests" / "doubles"
 SLURM_DEV = ROOT / "scripts" / "slurm-dev.sh"
-sys.path.insert(0, str(DOUBLES))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from cluster import free_port_base, parse_exports  # noqa: E402
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 STAMP = "printf '%s\\n' \"$EPOCHREALTIME\" > "  # + target file
 COMMAND = STAMP + "/scratch_storage/t_cmd"

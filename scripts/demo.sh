@@ -17,7 +17,7 @@ eval "$(bash scripts/slurm-dev.sh env)"
 export SCRATCH=$demo/scratch
 books=$SCRATCH/mcompile-demo/data/corpus/books
 mkdir -p "$SCRATCH/containers" "$SCRATCH/secrets" "$books"
-python3 tests/doubles/make_test_image.py "$SCRATCH/containers/demo.sif"
+python3 tests/helpers/make_test_image.py "$SCRATCH/containers/demo.sif"
 printf 'Alice was beginning to get very tired of sitting by her sister on the bank\n' >"$books/alice.txt"
 printf 'Call me Ishmael. Some years ago, never mind how long precisely\n' >"$books/moby-dick.txt"
 printf 'Well, Prince, so Genoa and Lucca are now just family estates of the Buonapartes\n' >"$books/war and peace.txt"

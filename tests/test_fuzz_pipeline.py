@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import typing as t
 from pathlib import Path
@@ -54,12 +53,11 @@ from manifest_compiler.pipeline import CompileResult, compile_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOUBLES = ROOT / "tests" / "doubles"
-sys.path[:0] = [str(ROOT / "tests"), str(DOUBLES)]
 import fuzzing  # noqa: E402
 from fuzzing import Generated, Num, dump_manifest, expand_path, normalise  # noqa: E402
 from helpers.jobs import run_task  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 from helpers.sbatch import SbatchFatal, sbatch_arguments, sbatch_block, wrapper_directive_lines  # noqa: E402
-from make_test_image import make_image  # noqa: E402
 from test_compile import SHELLCHECKS  # noqa: E402
 from test_properties import EXAMPLES, assert_well_formed, byte_mutation, data_mutation  # noqa: E402
 

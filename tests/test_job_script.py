@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,8 @@ import yaml
 from manifest_compiler.pipeline import compile_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "doubles"))
 from helpers.jobs import run_task  # noqa: E402
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 if not shutil.which("bwrap"):
     if os.environ.get("CI"):

@@ -6,7 +6,6 @@ bubblewrap) and are skipped, with that reason, where it is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -30,15 +28,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _load_image_helper() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_test_image", HERE / "make_test_image.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-images = _load_image_helper()
+from helpers import make_test_image as images  # noqa: E402
 
 WRITE_ARGS_RUNSCRIPT = """#!/bin/bash
 i=0
@@ -462,7 +452,7 @@ def test_make_image_cli(tmp_path: Path, apptainer: Runner) -> None:
     target = tmp_path / "cli.sif"
     helper = [
         sys.executable,
-        str(HERE / "make_test_image.py"),
+        str(HERE.parent / "helpers" / "make_test_image.py"),
         str(target),
         "--add",
         f"opt/tool={tool}",

@@ -10,7 +10,6 @@ be removed by the job itself (the dev cluster's Epilog removes SLURM_TMPDIR on i
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from test_submit import Project
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "doubles"))
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 CENSUS = """\
 import json, os, pathlib, signal, time

@@ -8,7 +8,6 @@ container (through the runtime double), waits for the program, and requeues the 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ from test_submit import Project
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "doubles"))
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 # Counts to a target, one step per 0.1 s, checkpointing every step; on SIGUSR1 it
 # stops after the current step and exits 0 (its checkpoint is saved).

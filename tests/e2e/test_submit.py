@@ -21,8 +21,7 @@ from cluster import Cluster
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "doubles"))
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 SECRET = "wandb-key-0123456789-must-not-leak"
 WANDB = """#!/bin/bash

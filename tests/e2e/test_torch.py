@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,7 @@ pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_VENV = Path("/opt/mcompile/torch")
-sys.path.insert(0, str(ROOT / "tests" / "doubles"))
-from make_test_image import make_image  # noqa: E402
+from helpers.make_test_image import make_image  # noqa: E402
 
 if not (TORCH_VENV / ".mcompile-requirements").exists():
     pytest.skip(f"torch and lightning are not installed in {TORCH_VENV}: run scripts/setup.sh", allow_module_level=True)
