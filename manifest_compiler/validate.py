@@ -21,6 +21,7 @@ from .errors import Problem, format_path
 from .load import LoadedManifest
 from .model import (
     DATA_TARGET,
+    DEFAULT_BEFORE_END,
     DEFAULT_LAUNCHER,
     DEFAULT_LOCAL_TMP,
     DEFAULT_RESOURCES,
@@ -806,8 +807,19 @@ def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set
 
 
 def _check_requeue(loaded: LoadedManifest, resources: dict[str, t.Any], refused: set[str]) -> list[Problem]:
-    before = _mapping(resources.get("requeue")).get("before_end")
-    if before is None or "resources.requeue.before_end" in refused:
+    requeue = resources.get("requeue")
+    if not isinstance(requeue, dict) or "resources.requeue.before_end" in refused:
+        return []
+    before = requeue.get("before_end")
+    if before is None:  # the default must fit the time limit too: SLURM would signal the task at once
+        try:
+            total, default = parse_time(resources["time"]), parse_time(DEFAULT_BEFORE_END)
+        except (KeyError, ValueError):
+            return []
+        if default >= total:
+            return [loaded.problem(("resources", "requeue"), f"before_end defaults to {DEFAULT_BEFORE_END}, which is not shorter "
+                                   f"than resources.time ({resources['time']}): SLURM would signal the task as it starts; "
+                                   "set before_end below the time limit, e.g. before_end: 1m", key=True)]
         return []
     try:
         seconds = parse_time(before)

@@ -80,6 +80,7 @@ MCOMPILE_ONLY = {
     "pattern-time-367d": BOUNDS,
     "pattern-time-zero-string": BOUNDS,
     "requeue-before-end-too-long": BOUNDS,
+    "requeue-default-before-end-too-long": CROSS_FIELD,
     "secret-also-in-env": CROSS_FIELD,
     "subset-dotdot": PATHS,
     "subset-duplicate": CROSS_FIELD,

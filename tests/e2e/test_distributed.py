@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster import Cluster
-from test_requeue import COUNTER, _wait_for, signal_when_counting
+from test_requeue import COUNTER, _count, _wait_for, signal_when_counting
 from test_submit import Project
 
 pytestmark = pytest.mark.slurm
@@ -175,9 +175,12 @@ def test_the_rank_step_is_allocated_cpus_per_task(tmp_path: Path, dbd_cluster: C
 
 def test_every_rank_gets_the_time_limit_signal_and_the_task_is_requeued(project: DistributedProject) -> None:
     manifest = project.distributed("rq", {"launcher": "srun", "commands": ["python3 /opt/app/counter.py 40"]},
-                                   nodes=2, requeue={"max_restarts": 1})
+                                   nodes=2, requeue={"before_end": "1m", "max_restarts": 1})
     _, job, _ = project.submit(manifest)
     out = project.outputs("rq", job, 0)
+    # both ranks counting (their SIGUSR1 handler set), not only the first: a program signalled
+    # before it installs its handler dies of the signal, which is not what this test is about
+    _wait_for(lambda: _count(out / "checkpoint-1") > 5, f"job {job}'s rank 1 to count past 5")
     signal_when_counting(project, job, out / "checkpoint-0", 5)
     project.cluster.wait_gone(job, timeout=120)
     log = _log(project, "rq", job)
@@ -194,7 +197,7 @@ def test_srun_ranks_get_the_time_limit_signal_once_each(project: DistributedProj
     """SLURM signals every process of the step and the runtime passes the signal on to the container's
     first process: the program must get it once (a second one interrupts a checkpoint)."""
     manifest = project.distributed("once", {"launcher": "srun", "commands": ["python3 /opt/app/census.py"]},
-                                   nodes=2, tasks_per_node=2, requeue={"max_restarts": 0})
+                                   nodes=2, tasks_per_node=2, requeue={"before_end": "1m", "max_restarts": 0})
     doc = yaml.safe_load(manifest.read_text())
     doc["container"]["entry"] = entry
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
