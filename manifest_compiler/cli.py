@@ -7,13 +7,14 @@ failed (I/O, sbatch, the cluster). No traceback reaches the user unless --debug.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import typing as t
 
+if t.TYPE_CHECKING:
+    import argparse
+
 from . import SCHEMA_VERSIONS, __version__
-from .errors import ManifestError, McompileError, UsageError
 
 if t.TYPE_CHECKING:
     from .slurm import Scheduler
@@ -25,9 +26,18 @@ EXIT_DIFFERENT = 1  # diff: the sides differ
 COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> t.NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """argparse's parser, whose errors are UsageErrors (one line, exit 2). Made when a command
+    line is parsed: `mcompile --version` imports no argparse."""
+    import argparse
+
+    from .errors import UsageError
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> t.NoReturn:
+            raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    return _Parser
 
 
 def _runs_default() -> str:
@@ -153,6 +163,9 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    _Parser = _parser_class()
     parser = _Parser(prog="mcompile", usage=_TOP_USAGE, epilog=_TOP_EPILOG,
                      description="Compile experiment manifests into SLURM + Apptainer job directories.",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,6 +270,8 @@ def _normalise_argv(argv: list[str]) -> list[str]:
             return argv
         if os.path.exists(arg) or "/" in arg or arg.lower().endswith((".yaml", ".yml", ".json")):
             return [*argv[:i], "compile", *argv[i:]]
+        from .errors import UsageError
+
         raise UsageError(_unknown_command(arg))
     return argv
 
@@ -273,6 +288,11 @@ def _unknown_command(word: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
+    if argv == ["--version"]:  # answered before the parser of every command is built
+        print(f"mcompile {__version__}")
+        return EXIT_OK
+    from .errors import ManifestError, McompileError, UsageError
+
     try:
         args = build_parser().parse_args(_normalise_argv(argv))
         if args.command is None:

@@ -1,12 +1,17 @@
-"""The output of `mcompile runs`: text or json, from `FORMATTER_BY_NAME` (its --format choices)."""
+"""The output of `mcompile runs`: text or json, from `FORMATTER_BY_NAME` (its --format choices).
+
+Cheap to import (the CLI reads the format names while it builds its parser): what the formats
+need of `runs` is imported when they run."""
 
 from __future__ import annotations
 
 import json
 import typing as t
 
-from .runs import BY_HAND, RunsListing, TaskRow, exit_status, is_failed
 from .tasklist import format_task_spec
+
+if t.TYPE_CHECKING:
+    from .runs import RunsListing, TaskRow
 
 # `runs RUN` lists every task up to this many; a larger run is summed up by state.
 TASK_TABLE_MAX = 100
@@ -14,6 +19,8 @@ TASK_TABLE_MAX = 100
 
 def tasks_json(run: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """`runs RUN --format json`: one object per task of the run."""
+    from .runs import exit_status
+
     return [{"task": r.task, "state": r.state, "exit_code": exit_status(r.exit_code), "attempts": r.attempts,
              "submissions": r.submissions, "job_id": r.job_id}
             for r in run["task_rows"]]
@@ -27,6 +34,8 @@ def runs_json(runs: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
 def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
     """The text of `runs` for some runs; with `detail` (one RUN) the tasks not completed, by state,
     and every task's latest attempt when the run is small."""
+    from .runs import BY_HAND, exit_status, is_failed
+
     lines = []
     for r in runs:
         lines.append(f"{r['name']}/{r['hash']}  {r['tasks']} task{'s' if r['tasks'] != 1 else ''}  {r['run']}")

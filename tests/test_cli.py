@@ -146,3 +146,13 @@ def test_stage_prints_the_by_hand_line_and_creates_a_fixed_log_folder(tmp_path: 
     assert capsys.readouterr().out == run + "\n"  # the line names the run compile writes
     assert main(["stage", str(manifest)]) == 0
     assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+def test_version_is_answered_before_anything_is_imported() -> None:
+    """`mcompile --version` builds no parser: no argparse, no YAML, no schema validator."""
+    code = ("import sys; from manifest_compiler.cli import main; main(['--version']); "
+            "print(sorted(m for m in ('argparse', 'yaml', 'jsonschema', 'jinja2', 'manifest_compiler.errors') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    from manifest_compiler import __version__
+
+    assert out == [f"mcompile {__version__}", "[]"]
