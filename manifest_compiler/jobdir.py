@@ -21,6 +21,7 @@ module is the one place that knows these names; `render` fills them, `write` wri
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -165,6 +166,47 @@ def read_resolved(run_dir: Path) -> Resolved:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("run"), dict):
         raise OperationError(f"{file}: not a resolved manifest (expected an object with name and run)")
     return t.cast("Resolved", data)
+
+
+# resolved.json is written with sorted keys and an indent of 2 (render.py): the top-level keys
+# before "run" (name, outputs, project, ...) come first, and "run" holds the tasks.
+_RUN_KEY = b'\n  "run": '
+_HEAD_CHUNK = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class RunHead:
+    """What a listing of runs shows of one: its name, project and log folder."""
+
+    name: str
+    project: str
+    logs: str
+
+
+def read_run_head(run_dir: Path) -> RunHead:
+    """The name, project and log folder of a run, read from the head of its resolved.json: the
+    tasks (tens of MB for a million) are not read. A file of another shape is read whole.
+
+    Raises:
+        OperationError: as read_resolved.
+    """
+    head = b""
+    try:
+        with open(run_dir / RESOLVED, "rb") as fh:
+            while _RUN_KEY not in head and (chunk := fh.read(_HEAD_CHUNK)):
+                head += chunk
+    except OSError:
+        head = b""
+    at = head.find(_RUN_KEY)
+    try:
+        data = json.loads(head[:at].rstrip().rstrip(b",") + b"\n}") if at > 0 else None
+    except ValueError:
+        data = None
+    if not (isinstance(data, dict) and isinstance(data.get("name"), str) and isinstance(data.get("project"), str)
+            and isinstance(data.get("outputs"), dict) and isinstance(data["outputs"].get("logs"), str)):
+        whole = read_resolved(run_dir)  # raises for what is not a job directory
+        return RunHead(whole["name"], whole["project"], whole["outputs"]["logs"])
+    return RunHead(data["name"], data["project"], data["outputs"]["logs"])
 
 
 def task_count(run_dir: Path) -> int:

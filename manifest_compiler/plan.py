@@ -124,9 +124,9 @@ def archive_variable(index: int) -> str:
     return f"{ARCHIVE_VARIABLE_PREFIX}{index}"
 
 
-def job_name(resolved: Resolved) -> str:
+def job_name(project: str, name: str) -> str:
     """The name of a run's jobs (#SBATCH --job-name): <project>-<name>."""
-    return f"{resolved['project']}-{resolved['name']}"
+    return f"{project}-{name}"
 
 
 def log_file(name: str, job: str, task: str) -> str:
@@ -181,7 +181,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
     log_path = log_pattern(resolved)
     log_in_script = "$" not in log_path and not log_path.startswith("~")
 
-    directives: list[tuple[str, str | None]] = [("job-name", job_name(resolved))]
+    directives: list[tuple[str, str | None]] = [("job-name", job_name(project, name))]
     if log_in_script:
         directives.append(("output", log_path))
     for key in ("account", "partition", "qos", "constraint"):

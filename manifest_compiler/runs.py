@@ -21,7 +21,7 @@ import typing as t
 from collections.abc import Iterable
 from pathlib import Path
 
-from .jobdir import find_run, read_resolved, select_runs, task_count
+from .jobdir import find_run, read_run_head, select_runs, task_count
 from .plan import job_name
 from .slurm import ACTIVE_STATES, UNKNOWN, Scheduler, TaskState
 from .submissions import Chunk, Submission, read_run_submissions
@@ -155,21 +155,23 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
         UsageError: RUN names no compiled run.
     """
     runs = [find_run(runs_dir, spec)] if spec else select_runs(runs_dir, None)
-    resolved = {run: read_resolved(run) for run in runs}
-    subs = {run: read_run_submissions(run, len(resolved[run]["run"]["tasks"])) for run in runs}
-    add_by_hand(subs, {run: job_name(resolved[run]) for run in runs}, scheduler=scheduler)
+    heads = {run: read_run_head(run) for run in runs}  # not the tasks: a run's size is its index's
+    counts = {run: task_count(run) for run in runs}
+    subs = {run: read_run_submissions(run, counts[run]) for run in runs}
+    add_by_hand(subs, {run: job_name(heads[run].project, heads[run].name) for run in runs}, scheduler=scheduler)
     states, source = scheduler.task_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks])
     known = _by_attempt(states)
     out = []
     for run in runs:
-        ntasks = len(resolved[run]["run"]["tasks"])
-        rows = task_rows(ntasks, subs[run], states)
+        ntasks = counts[run]
+        # every task's row only where it is shown or counted: one RUN, or a run that was submitted
+        rows = task_rows(ntasks, subs[run], states) if spec or subs[run] else []
         entry: dict[str, t.Any] = {
             "run": str(run),
-            "name": resolved[run]["name"],
+            "name": heads[run].name,
             "hash": run.name,
             "tasks": ntasks,
-            "logs": resolved[run]["outputs"]["logs"],
+            "logs": heads[run].logs,
             "task_states": _count(r.state for r in rows) if subs[run] else {},
             "submissions": [],
             "task_rows": rows,

@@ -371,7 +371,7 @@ def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = Fals
     notes: list[str] = []
     with _locked(run_dir):
         if failed:
-            rows, _, source = run_task_rows(run_dir, job_name(resolved), scheduler=scheduler)
+            rows, _, source = run_task_rows(run_dir, job_name(resolved["project"], resolved["name"]), scheduler=scheduler)
             unknown = [r.task for r in rows if r.state == UNKNOWN and r.task in set(chosen)]
             if unknown:
                 notes.append(f"warning: no state known for tasks {format_task_spec(unknown)} (accounting: {source}); "
