@@ -107,7 +107,9 @@ def _chain(*iterables: t.Iterable[t.Any]) -> t.Iterator[t.Any]:
 # 100,000 commands). The predicate covers a few keywords exactly; an item schema
 # using any other keyword gets no fast path.
 LONG_LIST = 64
-_QUICK_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern", "x-expected", "description"})
+# Keywords that say nothing about validity: wording for people and editors.
+_ANNOTATIONS = frozenset({"description", "title", "x-expected", "patternErrorMessage", "errorMessage"})
+_QUICK_KEYWORDS = frozenset({"type", "minLength", "maxLength", "pattern"}) | _ANNOTATIONS
 
 
 def _long_list_paths(data: dict[str, t.Any]) -> list[tuple[str, ...]]:
@@ -165,7 +167,7 @@ def _without_long_lists(data: dict[str, t.Any], version: int) -> tuple[dict[str,
         if not isinstance(node, list) or len(node) <= LONG_LIST:
             continue
         schema = _item_schema(path, version)
-        if set(schema) - {"type", "minItems", "maxItems", "items", "description"} or "items" not in schema:
+        if set(schema) - {"type", "minItems", "maxItems", "items"} - _ANNOTATIONS or "items" not in schema:
             continue
         if _quick_check(schema["items"], defs) is None:
             continue
