@@ -624,8 +624,7 @@ def _shlex_error(words: str) -> str | None:
     lexer = shlex.shlex(words, posix=True)
     lexer.whitespace_split, lexer.commenters = True, "#"
     try:
-        for _ in lexer:
-            pass
+        list(lexer)  # read to the end: shlex says what is unclosed only there
     except ValueError as e:
         return str(e)
     return None
