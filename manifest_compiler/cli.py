@@ -162,7 +162,9 @@ examples:
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `only` that one (what a run of that command needs:
+    the other commands' options import their formatters)."""
     import argparse
 
     _Parser = _parser_class()
@@ -172,40 +174,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcompile {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str) -> argparse.ArgumentParser:
+    for name in COMMANDS:
+        if only is not None and name != only:
+            continue
         summary, epilog = _COMMAND_HELP[name]
-        return sub.add_parser(name, prog=f"mcompile {name}", help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        _ARGUMENTS[name](sub.add_parser(name, prog=f"mcompile {name}", help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter))
+    return parser
 
-    p = command("validate")
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="manifest files")
     p.add_argument("--format", choices=tuple(_validate_formats()), default="text", help="how problems are reported (default text)")
 
-    p = command("compile")
+
+def _compile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the manifest")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--submit", action="store_true", help="submit the run to SLURM after compiling")
     p.add_argument("--strict", action="store_true", help="with --submit: refuse (not only warn) when a secret file is readable by others")
 
-    p = command("plan")
+
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the manifest")
 
-    p = command("schema")
+
+def _schema_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", dest="schema_version", type=int, default=max(SCHEMA_VERSIONS), metavar="N",
                    help=f"manifest format version (default {max(SCHEMA_VERSIONS)})")
 
-    p = command("stage")
+
+def _stage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the manifest")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + ", where the sbatch line looks for the run")
 
-    p = command("runs")
+
+def _runs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", metavar="RUN", help="one run: " + _RUN_ARG + "; default: every run")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--format", choices=tuple(_runs_formats()), default="text",
                    help="json: with RUN, one object per task; without, every run and its submissions")
 
-    p = command("rerun")
+
+def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
                    help="the tasks whose latest attempt failed, timed out, ran out of memory, was cancelled, or that never ran")
@@ -213,17 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--strict", action="store_true", help="refuse (not only warn) when a secret file is readable by others")
 
-    p = command("exec")
+
+def _exec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--task", type=int, required=True, metavar="N", help="the task's number in the run (0, 1, ...)")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
 
-    p = command("diff")
+
+def _diff_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="a manifest, a job directory or REV:path")
     p.add_argument("b", nargs="?", metavar="B", help="the same kinds; default: the newest compiled run of A's experiment")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--format", choices=tuple(_diff_formats()), default="text", help="default text")
-    return parser
+
+
+_ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
+    "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
+    "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
+    "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments,
+}
 
 
 def _validate_formats() -> t.Iterable[str]:
@@ -276,6 +295,14 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command a normalised command line runs, when nothing else in it needs the whole parser."""
+    first = next((arg for arg in argv if not arg.startswith("-") or arg == "--"), None)
+    if first in COMMANDS and argv.index(first) == 0:
+        return first
+    return None
+
+
 def _unknown_command(word: str) -> str:
     import difflib
 
@@ -294,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import ManifestError, McompileError, UsageError
 
     try:
-        args = build_parser().parse_args(_normalise_argv(argv))
+        argv = _normalise_argv(argv)
+        args = build_parser(_command_of(argv)).parse_args(argv)
         if args.command is None:
             build_parser().print_help(sys.stderr)
             return EXIT_USAGE
