@@ -10,7 +10,6 @@ keeps the line and column it came from.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -109,8 +108,7 @@ class _ComposeLoader(_BaseLoader):  # type: ignore[misc]
         return _SEQ if kind is yaml.SequenceNode else _MAP
 
 
-@dataclasses.dataclass
-class Source:
+class Source(t.NamedTuple):
     """One YAML file of a manifest's extends chain."""
 
     path: str  # as shown to the user
@@ -119,8 +117,7 @@ class Source:
     data: dict[str, t.Any]
 
 
-@dataclasses.dataclass
-class LoadedManifest:
+class LoadedManifest(t.NamedTuple):
     """The merged manifest data and where each part of it came from."""
 
     path: str

@@ -5,7 +5,6 @@ Nothing here prints; the CLI reports what these return or raise.
 
 from __future__ import annotations
 
-import dataclasses
 import typing as t
 
 from .errors import ManifestError, Problem
@@ -64,8 +63,7 @@ def resolve_file(path: str, *, reader: Reader = FILES) -> tuple[Resolved, Loaded
     return resolve_manifest(loaded.data), loaded, warnings
 
 
-@dataclasses.dataclass(frozen=True)
-class CompileResult:
+class CompileResult(t.NamedTuple):
     run: WriteResult
     plan: JobPlan
     warnings: list[Problem]
