@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import typing as t
-from importlib import resources
-from pathlib import Path
 
 from . import SCHEMA_VERSIONS
 from .errors import UsageError
@@ -27,10 +26,12 @@ def schema_text(version: int = 1) -> str:
         known = ", ".join(str(v) for v in SCHEMA_VERSIONS)
         raise UsageError(f"no schema for format version {version}; known versions: {known}")
     name = schema_filename(version)
-    packaged = resources.files("manifest_compiler").joinpath("schemas", name)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schemas" / name).read_text(encoding="utf-8")
+    here = os.path.dirname(os.path.realpath(__file__))
+    packaged = os.path.join(here, "schemas", name)  # importlib.resources would cost more than validating
+    if not os.path.isfile(packaged):
+        packaged = os.path.join(os.path.dirname(here), "schemas", name)
+    with open(packaged, encoding="utf-8") as f:
+        return f.read()
 
 
 @functools.cache
@@ -54,3 +55,17 @@ def validator(version: int = 1) -> t.Any:
     )
     strict = validators.extend(Draft202012Validator, type_checker=checker)
     return strict(load_schema(version))
+
+
+@functools.cache
+def quick_validator(version: int = 1) -> t.Callable[[t.Any], bool]:
+    """A yes/no check of `version`'s schema by jsonschema-rs: 0.2 ms to import and build, µs a document.
+
+    It decides only the success path: a document it accepts is valid for `validator`
+    too, provided it is plain JSON data with no integral float (`validate._json_plain`):
+    JSON Schema calls 4.0 an integer, our `validator` does not. Whatever it refuses goes
+    through `validator`, which gives the located messages and the verdict.
+    """
+    import jsonschema_rs
+
+    return t.cast("t.Callable[[t.Any], bool]", jsonschema_rs.Draft202012Validator(load_schema(version)).is_valid)

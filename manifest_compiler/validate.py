@@ -9,7 +9,7 @@ document order.
 
 from __future__ import annotations
 
-import difflib
+import math
 import posixpath
 import re
 import reprlib
@@ -66,8 +66,11 @@ def validate_manifest(loaded: LoadedManifest) -> list[Problem]:
 
 
 def _schema_problems(loaded: LoadedManifest, version: int) -> list[Problem]:
-    from .schema import validator
+    from .schema import quick_validator, validator
 
+    plain = _json_plain(loaded.data)
+    if plain is not _NOT_PLAIN and quick_validator(version)(plain):
+        return []  # valid: jsonschema is needed only to say what is wrong
     v = validator(version)
     document, long_lists = _without_long_lists(loaded.data, version)
     errors = list(_chain(v.iter_errors(document), _long_list_errors(v, long_lists)))
@@ -94,6 +97,52 @@ def _schema_problems(loaded: LoadedManifest, version: int) -> list[Problem]:
             valued.add(path)
         problems.extend(_describe(loaded, error, v.schema))
     return problems
+
+
+# Integers JSON and Python agree on exactly (jsonschema-rs keeps larger ones as floats).
+_EXACT_INT = 2**53
+_NOT_PLAIN = object()
+
+
+def _json_plain(value: object) -> object:
+    """`value` as data jsonschema-rs reads with our validator's meaning, or _NOT_PLAIN.
+
+    Mappings with str keys, lists, str, bool, None, ints within 2**53 and finite floats
+    that are not integral (4.0 is an integer to JSON Schema, not to mcompile). The loader's
+    SourceInt/SourceFloat become plain numbers (jsonschema-rs takes exact types only);
+    containers are copied only where something inside changed. Nesting is bounded by load.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        mapping = t.cast("dict[object, object]", value)
+        out: dict[object, object] | None = None
+        for key, item in mapping.items():
+            if type(key) is not str:
+                return _NOT_PLAIN
+            plain = _json_plain(item)
+            if plain is _NOT_PLAIN:
+                return _NOT_PLAIN
+            if plain is not item:
+                out = dict(mapping) if out is None else out
+                out[key] = plain
+        return mapping if out is None else out
+    if kind is list:
+        items = t.cast("list[object]", value)
+        if all(type(item) is str for item in items):  # long lists are mostly strings
+            return items
+        converted = [_json_plain(item) for item in items]
+        if any(item is _NOT_PLAIN for item in converted):
+            return _NOT_PLAIN
+        return converted
+    if isinstance(value, bool):
+        return _NOT_PLAIN  # a bool subclass
+    if isinstance(value, int):
+        return int(value) if -_EXACT_INT <= value <= _EXACT_INT else _NOT_PLAIN
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) and not value.is_integer() else _NOT_PLAIN
+    return _NOT_PLAIN
 
 
 def _chain(*iterables: t.Iterable[t.Any]) -> t.Iterator[t.Any]:
@@ -234,6 +283,8 @@ def _unknown_key_target(name: str, schema: dict[str, t.Any]) -> tuple[str, ...] 
     normal = name.lower().replace("-", "_")
     if normal in properties:
         return (normal,)
+    import difflib  # only for an unknown key: 1 ms to import
+
     hint = difflib.get_close_matches(normal, sorted(properties), n=1, cutoff=0.6)
     return (hint[0],) if hint else None
 
