@@ -21,7 +21,6 @@ module is the one place that knows these names; `render` fills them, `write` wri
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -174,8 +173,7 @@ _RUN_KEY = b'\n  "run": '
 _HEAD_CHUNK = 1 << 16
 
 
-@dataclasses.dataclass(frozen=True)
-class RunHead:
+class RunHead(t.NamedTuple):
     """What a listing of runs shows of one: its name, project and log folder."""
 
     name: str

@@ -7,7 +7,6 @@ binds in job.sbatch and mounts.json come from the same list.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing as t
 
@@ -24,8 +23,7 @@ VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*
 _INTERNAL_VARS = {"MCOMPILE_JOB", "MCOMPILE_TASK", "HOME"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Mount:
+class Mount(t.NamedTuple):
     """One bind of the container: `source` on the host (symbolic) at `target` inside."""
 
     source: str
@@ -39,8 +37,7 @@ class Mount:
         return {"source": self.source, "target": self.target, "mode": self.mode, "lifetime": self.lifetime, "purpose": self.purpose}
 
 
-@dataclasses.dataclass(frozen=True)
-class RuntimePath:
+class RuntimePath(t.NamedTuple):
     """A runtime option whose value is a host file the job checks first: `--overlay IMAGE:ro`."""
 
     option: str
@@ -50,24 +47,22 @@ class RuntimePath:
     field: str  # the manifest field it comes from
 
 
-@dataclasses.dataclass(frozen=True)
-class StageStep:
+class StageStep(t.NamedTuple):
     """How one data subset reaches the node."""
 
     subset: str
     method: t.Literal["archive", "copy", "bind"]
     source: str  # the subset on the host (symbolic)
     dest: str  # where the job puts it (symbolic); the source itself for bind
-    index: int  # position in data.subsets; archive steps read archive_variable(index)
+    position: int  # in data.subsets; archive steps read archive_variable(position)
 
     @property
     def variable(self) -> str:
         """The variable naming this subset's archive in a submission (archive steps)."""
-        return archive_variable(self.index)
+        return archive_variable(self.position)
 
 
-@dataclasses.dataclass(frozen=True)
-class JobPlan:
+class JobPlan(t.NamedTuple):
     resolved: Resolved
     compiler_version: str
     job_name: str

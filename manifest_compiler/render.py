@@ -18,13 +18,13 @@ the job's variables (a log file name the plan makes). The launchers are template
 from __future__ import annotations
 
 import array
-import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import math
 import operator
+import os
 import re
 import shlex
 import typing as t
@@ -200,18 +200,12 @@ def _batches(items: t.Iterable[_T]) -> t.Iterator[list[_T]]:
         yield batch
 
 
-def command_chunks(tasks: t.Iterable[str]) -> t.Iterator[bytes]:
-    """tasks/commands, in chunks: each command followed by a newline."""
-    for batch in _batches(tasks):
-        batch.append("")
-        yield "\n".join(batch).encode()
+class TaskBytes(t.NamedTuple):
+    """What the one pass over the tasks makes and learns: no task is formatted twice.
 
-
-@dataclasses.dataclass(frozen=True)
-class TaskBytes:
-    """What one pass over the tasks learns, so that no later pass is needed for it.
-
-    `ends` costs 8 bytes a task (not a Python object a task): 8 MB for a million.
+    `spool` holds tasks/commands as made (in memory up to _SPOOL_MEMORY, then in an
+    unnamed temporary file): tasks/commands and resolved.json's task list are read back
+    from it. `ends` costs 8 bytes a task (not a Python object a task): 8 MB for a million.
     """
 
     sha256: str  # of tasks/commands
@@ -219,20 +213,82 @@ class TaskBytes:
     ends: array.array[int]  # 0, then where each command's line ends in tasks/commands
     json_size: int  # bytes of the tasks as JSON strings (quotes included), summed
     blocks: bytes  # tasks/blocks: the SHA-256 of each BLOCK_SIZE bytes of tasks/commands, a line each
+    spool: Spool  # tasks/commands
+
+
+_SPOOL_MEMORY = 16 << 20  # bytes of tasks/commands kept in memory; more go to a temporary file
+
+
+class Spool:
+    """Bytes written once and read back by range: in memory up to `memory` bytes, then in an
+    unnamed temporary file (in $TMPDIR, removed as soon as it is made), closed with the object.
+    Reads take their own offsets (pread), so readers may take turns."""
+
+    __slots__ = ("_buffer", "_fd", "_memory", "size")
+
+    def __init__(self, memory: int | None = None) -> None:
+        self._buffer: bytearray | None = bytearray()
+        self._fd: int | None = None
+        self._memory = _SPOOL_MEMORY if memory is None else memory
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._buffer is not None and len(self._buffer) + len(data) > self._memory:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="mcompile-tasks-")
+            os.unlink(name)
+            self._fd = fd
+            self._write_fd(bytes(self._buffer))
+            self._buffer = None
+        if self._buffer is not None:
+            self._buffer += data
+        else:
+            self._write_fd(data)
+        self.size += len(data)
+
+    def _write_fd(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def read(self, start: int, end: int) -> bytes:
+        if self._buffer is not None:
+            return bytes(self._buffer[start:end])
+        assert self._fd is not None
+        parts, at = [], start
+        while at < end:
+            part = os.pread(self._fd, end - at, at)
+            if not part:
+                raise OSError(f"the task spool ended at byte {at} of {end}")
+            parts.append(part)
+            at += len(part)
+        return b"".join(parts)
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+# What json.dumps(ensure_ascii=False) escapes in a string; a batch of commands without any
+# (and with no newline inside a command) becomes JSON by adding quotes around each line.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x09\x0b-\x1f]')
 
 
 def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
-    """Hash tasks/commands and measure what tasks/index and resolved.json need, in one pass."""
+    """Make tasks/commands (spooled), hash it and measure tasks/index and resolved.json, in one pass."""
     digest = hashlib.sha256()
     ends = array.array("Q", [0])
     json_size = 0
     blocks: list[str] = []
     block, in_block = hashlib.sha256(), 0
+    spool = Spool()
     for batch in _batches(tasks):
         batch.append("")
         text = "\n".join(batch)
         data = text.encode()
         digest.update(data)
+        spool.write(data)
         view = memoryview(data)
         while view:
             take = min(len(view), BLOCK_SIZE - in_block)
@@ -247,11 +303,28 @@ def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
         offsets = itertools.accumulate(map(operator.add, lengths, itertools.repeat(1)), initial=ends[-1])
         next(offsets)
         ends.extend(offsets)
-        quoted = "".join(map(encode_basestring, batch))
-        json_size += len(quoted) if ascii_only else len(quoted.encode())
+        if text.count("\n") == len(batch) and not _JSON_ESCAPED.search(text):
+            json_size += len(data) + len(batch)  # each line: its bytes and two quotes, no newline
+        else:
+            quoted = "".join(map(encode_basestring, batch))
+            json_size += len(quoted) if ascii_only else len(quoted.encode())
     if in_block or not blocks:
         blocks.append(block.hexdigest())
-    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode())
+    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode(), spool)
+
+
+def _spooled(survey: TaskBytes) -> t.Iterator[tuple[int, bytes]]:
+    """The spooled tasks/commands, _BATCH commands at a time: (number of commands, their lines)."""
+    ends, spool = survey.ends, survey.spool
+    for i in range(0, len(ends) - 1, _BATCH):
+        j = min(i + _BATCH, len(ends) - 1)
+        yield j - i, spool.read(ends[i], ends[j])
+
+
+def command_chunks(survey: TaskBytes) -> t.Iterator[bytes]:
+    """tasks/commands, in chunks: each command followed by a newline (read back, never formatted again)."""
+    for _, data in _spooled(survey):
+        yield data
 
 
 def index_chunks(ends: t.Sequence[int]) -> t.Iterator[bytes]:
@@ -263,16 +336,19 @@ def index_chunks(ends: t.Sequence[int]) -> t.Iterator[bytes]:
 
 def encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:
     """tasks/commands (each command then a newline) and tasks/index (N+1 fixed-width offsets)."""
-    return b"".join(command_chunks(tasks)), b"".join(index_chunks(survey_tasks(tasks).ends))
+    survey = survey_tasks(tasks)
+    return b"".join(command_chunks(survey)), b"".join(index_chunks(survey.ends))
 
 
-def resolved_json_chunks(resolved: Resolved) -> t.Iterator[bytes]:
+def resolved_json_chunks(resolved: Resolved, survey: TaskBytes | None = None) -> t.Iterator[bytes]:
     """resolved.json in chunks: the bytes of `json.dumps(resolved, indent=2, sort_keys=True,
-    ensure_ascii=False) + "\\n"`, with run.tasks streamed from its sequence, never a list.
+    ensure_ascii=False) + "\\n"`, with run.tasks streamed, never a list: from the bytes of
+    tasks/commands that `survey` made, or else formatted from the task sequence.
     """
     buf: list[str] = []
     size = 0
-    for piece in _json_pieces(resolved, 0, (), _task_list_pieces):
+    task_list = _task_list_pieces if survey is None else functools.partial(_spooled_task_list_pieces, survey)
+    for piece in _json_pieces(resolved, 0, (), task_list):
         buf.append(piece)
         size += len(piece)
         if size >= _CHUNK:
@@ -298,6 +374,30 @@ _SCALARS = (str, int, float, type(None))  # bool is an int
 
 def _task_list_pieces(tasks: t.Sequence[str], level: int) -> t.Iterator[str]:
     return _list_pieces(tasks, level, encode_basestring)
+
+
+def _spooled_task_list_pieces(survey: TaskBytes, tasks: t.Sequence[str], level: int) -> t.Iterator[str]:
+    """run.tasks as JSON from tasks/commands' bytes: quotes added around whole batches of
+    lines where nothing needs escaping, each command through json's encoder otherwise."""
+    if len(survey.ends) != len(tasks) + 1:
+        raise AssertionError(f"the survey holds {len(survey.ends) - 1} tasks, the document {len(tasks)}")
+    if not tasks:
+        yield "[]"
+        return
+    inner = "\n" + "  " * (level + 1)
+    yield "[" + inner
+    separator = "," + inner
+    ends = survey.ends
+    for i, (count, data) in enumerate(_spooled(survey)):
+        text = data.decode()
+        if text.count("\n") == count and not _JSON_ESCAPED.search(text):
+            body = '"' + text[:-1].replace("\n", '"' + separator + '"') + '"'
+        else:  # a command with a newline or a character JSON escapes: split at its own offsets
+            first = ends[i * _BATCH]
+            lines = (data[ends[k] - first : ends[k + 1] - first - 1].decode() for k in range(i * _BATCH, i * _BATCH + count))
+            body = separator.join(map(encode_basestring, lines))
+        yield (separator if i else "") + body
+    yield "\n" + "  " * level + "]"
 
 
 def _list_pieces(items: t.Sequence[t.Any], level: int, encode: t.Callable[[t.Any], str]) -> t.Iterator[str]:
@@ -414,9 +514,9 @@ def render_job(plan: JobPlan) -> RenderedFiles:
                                      block_size=BLOCK_SIZE),
         "mounts.json": lambda: _json([m.as_dict() for m in plan.mounts]),
         "plan.txt": lambda: render("plan.txt.j2"),
-        "resolved.json": lambda: StreamedFile(lambda: resolved_json_chunks(plan.resolved),
+        "resolved.json": lambda: StreamedFile(lambda: resolved_json_chunks(plan.resolved, survey()),
                                               size=resolved_json_size(plan.resolved, survey())),
-        "tasks/commands": lambda: StreamedFile(lambda: command_chunks(tasks), size=survey().size, sha256=survey().sha256),
+        "tasks/commands": lambda: StreamedFile(lambda: command_chunks(survey()), size=survey().size, sha256=survey().sha256),
         "tasks/index": lambda: StreamedFile(lambda: index_chunks(survey().ends), size=(n + 1) * (INDEX_WIDTH + 1)),
         "tasks/blocks": lambda: survey().blocks,
     })

@@ -14,7 +14,6 @@ exists writes nothing).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -46,8 +45,7 @@ def content_hash(files: t.Mapping[str, FileContent]) -> str:
     return digest.hexdigest()
 
 
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
+class WriteResult(t.NamedTuple):
     path: Path
     hash: str
     created: bool  # False: the run already existed and was left as it was

@@ -156,13 +156,14 @@ def test_streamed_files_are_the_old_bytes(grid: tuple[str, dict[str, list[t.Any]
     tasks = resolved["run"]["tasks"]
     old_commands, old_index = old_encode_tasks(list(tasks))
     survey = render.survey_tasks(tasks)
-    assert b"".join(render.command_chunks(tasks)) == old_commands
+    assert b"".join(render.command_chunks(survey)) == old_commands
     assert survey.size == len(old_commands) and survey.sha256 == hashlib.sha256(old_commands).hexdigest()
     assert b"".join(render.index_chunks(survey.ends)) == old_index
     assert render.encode_tasks(tasks) == (old_commands, old_index)
     old_resolved = old_json(plain)
     assert b"".join(render.resolved_json_chunks(resolved)) == old_resolved
     assert b"".join(render.resolved_json_chunks(plain)) == old_resolved
+    assert b"".join(render.resolved_json_chunks(resolved, survey)) == old_resolved  # from tasks/commands' bytes
     assert render.resolved_json_size(resolved, survey) == len(old_resolved)
 
 
@@ -171,10 +172,13 @@ def _source(value: t.Any, text: str) -> t.Any:
     return value
 
 
-@pytest.mark.parametrize("tasks", [["a"], ["x"] * 3, ["é\n'\"\\\x00", "", "{}"], [f"python t.py {i}" for i in range(10_000)]])
-def test_streamed_files_of_commands_and_batches(tasks: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("tasks", [["a"], ["x"] * 3, ["é\n'\"\\\x00", "", "{}"], [f"python t.py {i}" for i in range(10_000)],
+                                   ["a", "b\nc", "d", "\t", "é", 'q"', "\\", "\x7f", "\r", "", "z"] * 3])
+@pytest.mark.parametrize("spool_memory", [1 << 24, 50], ids=["spool-in-memory", "spool-in-a-file"])
+def test_streamed_files_of_commands_and_batches(tasks: list[str], spool_memory: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "_BATCH", 7)  # many batches, and a last one that is not full
     monkeypatch.setattr(render, "_CHUNK", 100)
+    monkeypatch.setattr(render, "_SPOOL_MEMORY", spool_memory)
     resolved = {"name": "n", "run": {"kind": "commands", "tasks": tasks},
                 "z": {"deep": {"list": [1, 2.5, None, {}], "e": {}, "nested": [[1, "a"], []], "empty": []},
                       "scalars": [True, False, 0, -1, 10**30, -0.0, 1e-7, 1e300, float("nan"), float("inf"), float("-inf"),
@@ -182,8 +186,10 @@ def test_streamed_files_of_commands_and_batches(tasks: list[str], monkeypatch: p
                                   *range(20)],
                       "strings": [str(i) * i for i in range(30)]}}
     survey = render.survey_tasks(tasks)
-    assert (b"".join(render.command_chunks(tasks)), b"".join(render.index_chunks(survey.ends))) == old_encode_tasks(tasks)
+    assert (survey.spool._fd is None) == (survey.size <= spool_memory)
+    assert (b"".join(render.command_chunks(survey)), b"".join(render.index_chunks(survey.ends))) == old_encode_tasks(tasks)
     assert b"".join(render.resolved_json_chunks(resolved)) == old_json(resolved)
+    assert b"".join(render.resolved_json_chunks(resolved, survey)) == old_json(resolved)
     assert render.resolved_json_size(resolved, survey) == len(old_json(resolved))
 
 
