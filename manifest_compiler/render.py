@@ -216,7 +216,7 @@ class TaskBytes(t.NamedTuple):
     spool: Spool  # tasks/commands
 
 
-_SPOOL_MEMORY = 16 << 20  # bytes of tasks/commands kept in memory; more go to a temporary file
+_SPOOL_MEMORY = 4 << 20  # bytes of tasks/commands kept in memory (80,000 tasks of 50 bytes); more go to a temporary file
 
 
 class Spool:
@@ -255,7 +255,8 @@ class Spool:
 
     def read(self, start: int, end: int) -> bytes:
         if self._buffer is not None:
-            return bytes(self._buffer[start:end])
+            with memoryview(self._buffer) as view:
+                return bytes(view[start:end])
         assert self._fd is not None
         parts, at = [], start
         while at < end:
