@@ -155,6 +155,8 @@ def run(args: argparse.Namespace, sizes: list[int], work: Path) -> int:
         (work / f"grid{n}.yaml").write_text(grid_manifest(n))
     base_env = {**os.environ, "NO_COLOR": "1", "XDG_CACHE_HOME": str(work / "xdg-cache"),
                 "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    for var in ("PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "MCOMPILE_RUNS"):
+        base_env.pop(var, None)  # else every run compiles the package from source: not warm
     envs = {label: {**base_env, "PYTHONPATH": str(src)} for label, src in sources.items()}
     mcompile = [sys.executable, "-m", "manifest_compiler"]
 

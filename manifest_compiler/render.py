@@ -208,12 +208,12 @@ class TaskBytes(t.NamedTuple):
     from it. `ends` costs 8 bytes a task (not a Python object a task): 8 MB for a million.
     """
 
-    sha256: str  # of tasks/commands
     size: int  # bytes of tasks/commands
     ends: array.array[int]  # 0, then where each command's line ends in tasks/commands
     json_size: int  # bytes of the tasks as JSON strings (quotes included), summed
     blocks: bytes  # tasks/blocks: the SHA-256 of each BLOCK_SIZE bytes of tasks/commands, a line each
     spool: Spool  # tasks/commands
+    plain: bytes  # per batch of _BATCH commands: 1 where their lines need no JSON escaping
 
 
 _SPOOL_MEMORY = 4 << 20  # bytes of tasks/commands kept in memory (80,000 tasks of 50 bytes); more go to a temporary file
@@ -271,24 +271,24 @@ class Spool:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-# What json.dumps(ensure_ascii=False) escapes in a string; a batch of commands without any
-# (and with no newline inside a command) becomes JSON by adding quotes around each line.
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x09\x0b-\x1f]')
+# The bytes json.dumps(ensure_ascii=False) escapes in a string (every other byte of UTF-8 text
+# it writes as is): a batch of commands without any, and with no newline inside a command,
+# becomes JSON by adding quotes around each line.
+_JSON_ESCAPED = b'"\\' + bytes(range(0x00, 0x0A)) + bytes(range(0x0B, 0x20))
 
 
 def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
-    """Make tasks/commands (spooled), hash it and measure tasks/index and resolved.json, in one pass."""
-    digest = hashlib.sha256()
+    """Make tasks/commands (spooled), hash its blocks and measure tasks/index and resolved.json, in one pass."""
     ends = array.array("Q", [0])
     json_size = 0
     blocks: list[str] = []
     block, in_block = hashlib.sha256(), 0
     spool = Spool()
+    plain = bytearray()
     for batch in _batches(tasks):
         batch.append("")
         text = "\n".join(batch)
         data = text.encode()
-        digest.update(data)
         spool.write(data)
         view = memoryview(data)
         while view:
@@ -304,14 +304,15 @@ def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
         offsets = itertools.accumulate(map(operator.add, lengths, itertools.repeat(1)), initial=ends[-1])
         next(offsets)
         ends.extend(offsets)
-        if text.count("\n") == len(batch) and not _JSON_ESCAPED.search(text):
+        plain.append(data.count(b"\n") == len(batch) and len(data.translate(None, _JSON_ESCAPED)) == len(data))
+        if plain[-1]:
             json_size += len(data) + len(batch)  # each line: its bytes and two quotes, no newline
         else:
             quoted = "".join(map(encode_basestring, batch))
             json_size += len(quoted) if ascii_only else len(quoted.encode())
     if in_block or not blocks:
         blocks.append(block.hexdigest())
-    return TaskBytes(digest.hexdigest(), ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode(), spool)
+    return TaskBytes(ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode(), spool, bytes(plain))
 
 
 def _spooled(survey: TaskBytes) -> t.Iterator[tuple[int, bytes]]:
@@ -390,9 +391,8 @@ def _spooled_task_list_pieces(survey: TaskBytes, tasks: t.Sequence[str], level: 
     separator = "," + inner
     ends = survey.ends
     for i, (count, data) in enumerate(_spooled(survey)):
-        text = data.decode()
-        if text.count("\n") == count and not _JSON_ESCAPED.search(text):
-            body = '"' + text[:-1].replace("\n", '"' + separator + '"') + '"'
+        if survey.plain[i]:
+            body = '"' + data[:-1].decode().replace("\n", '"' + separator + '"') + '"'
         else:  # a command with a newline or a character JSON escapes: split at its own offsets
             first = ends[i * _BATCH]
             lines = (data[ends[k] - first : ends[k + 1] - first - 1].decode() for k in range(i * _BATCH, i * _BATCH + count))
@@ -517,7 +517,7 @@ def render_job(plan: JobPlan) -> RenderedFiles:
         "plan.txt": lambda: render("plan.txt.j2"),
         "resolved.json": lambda: StreamedFile(lambda: resolved_json_chunks(plan.resolved, survey()),
                                               size=resolved_json_size(plan.resolved, survey())),
-        "tasks/commands": lambda: StreamedFile(lambda: command_chunks(survey()), size=survey().size, sha256=survey().sha256),
+        "tasks/commands": lambda: StreamedFile(lambda: command_chunks(survey()), size=survey().size),
         "tasks/index": lambda: StreamedFile(lambda: index_chunks(survey().ends), size=(n + 1) * (INDEX_WIDTH + 1)),
         "tasks/blocks": lambda: survey().blocks,
     })

@@ -157,7 +157,7 @@ def test_streamed_files_are_the_old_bytes(grid: tuple[str, dict[str, list[t.Any]
     old_commands, old_index = old_encode_tasks(list(tasks))
     survey = render.survey_tasks(tasks)
     assert b"".join(render.command_chunks(survey)) == old_commands
-    assert survey.size == len(old_commands) and survey.sha256 == hashlib.sha256(old_commands).hexdigest()
+    assert survey.size == len(old_commands)
     assert b"".join(render.index_chunks(survey.ends)) == old_index
     assert render.encode_tasks(tasks) == (old_commands, old_index)
     old_resolved = old_json(plain)
