@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import operator
-import os
 import re
 import shlex
 import typing as t
@@ -34,6 +33,7 @@ from json.encoder import encode_basestring
 from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
 from .model import Resolved
 from .plan import VARIABLE, JobPlan, home_spelled
+from .spool import Spool
 
 PLAN_TASKS_SHOWN = 20
 
@@ -203,7 +203,7 @@ def _batches(items: t.Iterable[_T]) -> t.Iterator[list[_T]]:
 class TaskBytes(t.NamedTuple):
     """What the one pass over the tasks makes and learns: no task is formatted twice.
 
-    `spool` holds tasks/commands as made (in memory up to _SPOOL_MEMORY, then in an
+    `spool` holds tasks/commands as made (in memory up to spool.MEMORY, then in an
     unnamed temporary file): tasks/commands and resolved.json's task list are read back
     from it. `ends` costs 8 bytes a task (not a Python object a task): 8 MB for a million.
     """
@@ -216,61 +216,6 @@ class TaskBytes(t.NamedTuple):
     plain: bytes  # per batch of _BATCH commands: 1 where their lines need no JSON escaping
 
 
-_SPOOL_MEMORY = 4 << 20  # bytes of tasks/commands kept in memory (80,000 tasks of 50 bytes); more go to a temporary file
-
-
-class Spool:
-    """Bytes written once and read back by range: in memory up to `memory` bytes, then in an
-    unnamed temporary file (in $TMPDIR, removed as soon as it is made), closed with the object.
-    Reads take their own offsets (pread), so readers may take turns."""
-
-    __slots__ = ("_buffer", "_fd", "_memory", "size")
-
-    def __init__(self, memory: int | None = None) -> None:
-        self._buffer: bytearray | None = bytearray()
-        self._fd: int | None = None
-        self._memory = _SPOOL_MEMORY if memory is None else memory
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        if self._buffer is not None and len(self._buffer) + len(data) > self._memory:
-            import tempfile
-
-            fd, name = tempfile.mkstemp(prefix="mcompile-tasks-")
-            os.unlink(name)
-            self._fd = fd
-            self._write_fd(bytes(self._buffer))
-            self._buffer = None
-        if self._buffer is not None:
-            self._buffer += data
-        else:
-            self._write_fd(data)
-        self.size += len(data)
-
-    def _write_fd(self, data: bytes) -> None:
-        assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-
-    def read(self, start: int, end: int) -> bytes:
-        if self._buffer is not None:
-            with memoryview(self._buffer) as view:
-                return bytes(view[start:end])
-        assert self._fd is not None
-        parts, at = [], start
-        while at < end:
-            part = os.pread(self._fd, end - at, at)
-            if not part:
-                raise OSError(f"the task spool ended at byte {at} of {end}")
-            parts.append(part)
-            at += len(part)
-        return b"".join(parts)
-
-    def __del__(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 # The bytes json.dumps(ensure_ascii=False) escapes in a string (every other byte of UTF-8 text
 # it writes as is): a batch of commands without any, and with no newline inside a command,
 # becomes JSON by adding quotes around each line.

@@ -2,20 +2,21 @@
 
 One tar per subset under <scratch>/<project>/.mcompile/archives/<fingerprint>.tar.
 The fingerprint is a SHA-256 over the subset's path and the relative path, type,
-size and mtime of every entry in it, so changed data gets a new archive and an
-archive of other data is never used. An archive is written to a temporary name
-and renamed into place only after the data was seen unchanged while it was being
-written: a killed or racing build never leaves a file a later run would trust.
+size and mtime of every entry in it (one walk, by find(1)), so changed data gets a
+new archive and an archive of other data is never used. An archive is written to a
+temporary name and renamed into place only after tar's own listing of what it
+archived (sizes and mtimes) matched the walk, or a second walk found the data
+unchanged: a killed or racing build never leaves a file a later run would trust.
 
 Nothing here prints: what a long build is doing goes to the `progress` callback of the caller.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import itertools
 import os
-import stat
+import re
 import subprocess
 import time
 import typing as t
@@ -24,6 +25,7 @@ from pathlib import Path
 from .errors import OperationError
 from .model import Resolved
 from .plan import VARIABLE, archive_dir, archive_variable, home_spelled, path_vars
+from .spool import Spool
 from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
@@ -47,11 +49,10 @@ def expand(path: str, *, cwd: str | os.PathLike[str] | None = None) -> str:
     return os.path.join(cwd, expanded) if cwd is not None else expanded
 
 
-@dataclasses.dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(t.NamedTuple):
     digest: str
-    files: int
-    bytes: int
+    entries: int  # files, links and folders, the subset's own folder included
+    walk: Spool  # the walk's records, sorted: what the check of a build compares tar's listing with
 
 
 def check_subset(root: Path, subset: str) -> Path:
@@ -69,34 +70,102 @@ def check_subset(root: Path, subset: str) -> Path:
     return top
 
 
+# One record an entry, by find(1) in C: type, size, mtime, path and link target, NUL-ended; sorted
+# by sort(1) as bytes (LC_ALL=C), so the digest does not depend on the order a file system lists a
+# folder. The fixed fields come first: a path or link target may hold any byte but NUL.
+_FIND_FORMAT = "%y\\t%s\\t%T@\\t%P\\t%l\\0"
+_UTC_C = {"TZ": "UTC0", "LC_ALL": "C"}  # one time zone for tar's listing, byte order for sort
+_READ = 1 << 16
+
+
 def fingerprint(root: Path, subset: str) -> Fingerprint:
     """Fingerprint of root/subset: paths, types, sizes and mtimes of everything in it.
 
+    One walk, by find(1) piped to sort(1); Python only hashes (and spools) the sorted
+    records, so an unchanged subset costs about what `find -printf` does.
+
     Raises:
-        OperationError: see `check_subset`.
+        OperationError: see `check_subset`; find failing (a folder that cannot be read).
     """
     top = check_subset(root, subset)
-    digest = hashlib.sha256(f"mcompile-archive-v1\0{subset}\0".encode())
-    files = size = 0
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in [*sorted(filenames), *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
-            st = os.lstat(os.path.join(dirpath, name))
-            kind = "l" if stat.S_ISLNK(st.st_mode) else "f"
-            extra = os.readlink(os.path.join(dirpath, name)) if kind == "l" else ""
-            digest.update(f"{kind}\0{rel_dir}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0{extra}\0".encode())
-            files += 1
-            size += st.st_size
-        for name in dirnames:
-            digest.update(f"d\0{rel_dir}/{name}\0".encode())
-    return Fingerprint(digest.hexdigest()[:FINGERPRINT_LENGTH], files, size)
+    env = {**os.environ, **_UTC_C}
+    find = subprocess.Popen(["find", ".", "-printf", _FIND_FORMAT], cwd=os.path.realpath(top), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert find.stdout is not None and find.stderr is not None
+    sort = subprocess.Popen(["sort", "-z"], env=env, stdin=find.stdout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert sort.stdout is not None
+    find.stdout.close()  # sort holds it now: find gets SIGPIPE if sort dies
+    digest = hashlib.sha256(f"mcompile-archive-v2\0{subset}\0".encode())
+    walk = Spool()
+    entries = 0
+    while chunk := sort.stdout.read(_READ):
+        digest.update(chunk)
+        walk.write(chunk)
+        entries += chunk.count(b"\0")
+    sort.stdout.close()
+    problems = find.stderr.read().decode(errors="replace").strip().splitlines()
+    find.stderr.close()
+    if find.wait() != 0 or sort.wait() != 0:
+        reason = problems[0] if problems else f"find exited {find.returncode}, sort {sort.returncode}"
+        raise OperationError(f"cannot read data subset {subset} ({top}): {reason}")
+    return Fingerprint(digest.hexdigest()[:FINGERPRINT_LENGTH], entries, walk)
 
 
-@dataclasses.dataclass(frozen=True)
-class Archive:
+# What tar -cvv lists of a member, by find's %y: its type letter, and whether its size is listed.
+_TAR_TYPE = {b"f": (b"-", True), b"d": (b"d", False), b"l": (b"l", False), b"p": (b"p", False),
+             b"s": (b"s", False), b"c": (b"c", False), b"b": (b"b", False)}
+# A walk record's fixed fields (a NUL ends the record before: paths hold no NUL), and a listing
+# line's type letter, size and mtime (`-rw-r--r-- user/group  1024 2026-12-04 09:49:55.57144236 name`).
+_WALK_FIELDS = re.compile(rb"(?:\A|\x00)([a-z])\t(\d+)\t(-?\d+)\.(\d+)\t")
+_LISTED_FIELDS = re.compile(rb"^(.)\S* \S+ +(\d+) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ", re.MULTILINE)
+_Summary = tuple[int, int]  # (entries, sum of hash((type, size, mtime))): order-free, O(1) memory
+
+
+def _walk_summary(walk: Spool) -> _Summary:
+    """(type, size, mtime) of each entry of a walk, as `tar -cvv --full-time` lists them in UTC."""
+    total = count = 0
+    stamps: dict[bytes, bytes] = {}  # files made together share their second
+    for kind, size, seconds, fraction in itertools.chain.from_iterable(map(_WALK_FIELDS.findall, _records(walk))):
+        letter, sized = _TAR_TYPE.get(kind, (b"?", False))
+        stamp = stamps.get(seconds)
+        if stamp is None:
+            stamp = stamps[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(seconds))).encode()
+        nanoseconds = fraction[:9].rstrip(b"0")  # tar writes no trailing zeros, nor a "." for none
+        total += hash((letter, size if sized else b"0", stamp + b"." + nanoseconds if nanoseconds else stamp))
+        count += 1
+    return count, total
+
+
+_PIECE = 1 << 20
+
+
+def _records(walk: Spool) -> t.Iterator[bytes]:
+    """The walk in pieces of whole records (each starting a record), a megabyte or so at a time."""
+    start = 0
+    while start < walk.size:
+        piece = walk.read(start, min(start + _PIECE, walk.size))
+        end = piece.rfind(b"\0") + 1 if start + len(piece) < walk.size else len(piece)
+        if end == 0:  # a record is a few KiB at most (PATH_MAX twice)
+            raise OperationError(f"a record of the data walk is longer than {_PIECE} bytes")
+        yield piece[:end]
+        start += end
+
+
+def _listing_summary(listing: t.IO[bytes]) -> _Summary:
+    """The same of a `tar -cvv --full-time` listing. No names are compared: a folder's mtime
+    changes when an entry in it is added, removed or renamed. A line of another shape (a
+    device's major,minor) is not counted, so the summaries then differ."""
+    count = total = 0
+    while lines := listing.read(1 << 20):
+        lines += listing.readline()  # to the end of a line
+        count += lines.count(b"\n")
+        total += sum(map(hash, _LISTED_FIELDS.findall(lines)))
+    return count, total
+
+
+class Archive(t.NamedTuple):
     subset: str
-    index: int  # position in data.subsets: the job reads the archive's name from `variable`
+    position: int  # in data.subsets: the job reads the archive's name from `variable`
     fingerprint: str
     path: Path
     built: bool  # False: reused an existing archive of the same data
@@ -104,7 +173,7 @@ class Archive:
     @property
     def variable(self) -> str:
         """The variable in which a submission names this archive to the job."""
-        return archive_variable(self.index)
+        return archive_variable(self.position)
 
     @property
     def export(self) -> str:
@@ -136,29 +205,17 @@ def stage_archives(resolved: Resolved, *, progress: Progress | None = None,
     return [_stage_one(root, subset, i, target_dir, progress) for i, subset in enumerate(data["subsets"])]
 
 
-def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: Progress | None) -> Archive:
+def _stage_one(root: Path, subset: str, position: int, target_dir: Path, progress: Progress | None) -> Archive:
     before = fingerprint(root, subset)
     final = target_dir / f"{before.digest}.tar"
     if final.is_file():
-        return Archive(subset, index, before.digest, final, built=False)
+        return Archive(subset, position, before.digest, final, built=False)
     if progress:
-        progress(f"archiving {subset}: {before.files:,} files, {_human(before.bytes)} -> {final}")
+        progress(f"archiving {subset}: {before.entries - 1:,} files and folders -> {final}")
     started = time.monotonic()
     tmp = target_dir / f".{before.digest}.tar.tmp-{temporary_tag()}"
     try:
-        # tar from inside the subset's real folder, naming members <subset>/...: a subset
-        # that is a link (inside the root: check_subset) is archived as its files, not a link.
-        # S: symlink targets inside the data keep their text.
-        proc = subprocess.run(
-            ["tar", "-cf", str(tmp), "--sort=name", "--format=gnu", f"--transform=s,^\\.,{subset},S",
-             "-C", os.path.realpath(root / subset), "."],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        if proc.returncode != 0:
-            raise OperationError(f"archiving {subset} failed: {proc.stderr.strip() or f'tar exited {proc.returncode}'}")
-        after = fingerprint(root, subset)
-        if after.digest != before.digest:
-            raise OperationError(f"data subset {subset} changed while it was archived; try again when it is stable")
+        _build(root, subset, tmp, before)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.rename(tmp, final)
@@ -167,8 +224,42 @@ def _stage_one(root: Path, subset: str, index: int, target_dir: Path, progress: 
     finally:
         tmp.unlink(missing_ok=True)
     if progress:
-        progress(f"archived {subset} in {time.monotonic() - started:.1f} s")
-    return Archive(subset, index, before.digest, final, built=True)
+        progress(f"archived {subset} in {time.monotonic() - started:.1f} s: {_human(final.stat().st_size)}")
+    return Archive(subset, position, before.digest, final, built=True)
+
+
+def _build(root: Path, subset: str, tmp: Path, before: Fingerprint) -> None:
+    """tar the subset into `tmp`, and make sure it holds the data `before` describes.
+
+    tar from inside the subset's real folder, naming members <subset>/...: a subset that is a
+    link (inside the root: check_subset) is archived as its files, not a link. S: symlink
+    targets inside the data keep their text. -vv --full-time: tar lists the size and mtime it
+    archived each member with (and fails when a file changes while it reads it); that listing
+    is summed after tar, the walk while tar runs. When they agree, the archive is the data of the
+    fingerprint; otherwise (hard links, a listing of another shape, a change) a second walk
+    decides, as it always did.
+
+    Raises:
+        OperationError: tar failing, or the data changing while it was archived.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile() as listing:  # a file, not a pipe: tar never waits for us
+        tar = subprocess.Popen(
+            ["tar", "-cvv", "--full-time", "-f", str(tmp), "--sort=name", "--format=gnu", f"--transform=s,^\\.,{subset},S",
+             "-C", os.path.realpath(root / subset), "."],
+            stdin=subprocess.DEVNULL, stdout=listing, stderr=subprocess.PIPE, env={**os.environ, **_UTC_C},
+        )
+        assert tar.stderr is not None
+        walked = _walk_summary(before.walk)  # while tar runs
+        errors = tar.stderr.read().decode(errors="replace").strip()
+        tar.stderr.close()
+        if tar.wait() != 0:
+            raise OperationError(f"archiving {subset} failed: {errors or f'tar exited {tar.returncode}'}")
+        listing.seek(0)
+        listed = _listing_summary(listing)
+    if listed != walked and fingerprint(root, subset).digest != before.digest:
+        raise OperationError(f"data subset {subset} changed while it was archived; try again when it is stable")
 
 
 def make_log_folder(resolved: Resolved, *, cwd: str | os.PathLike[str] | None = None, unset_ok: bool = False) -> str | None:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifest_compiler import jobdir, render
+from manifest_compiler import jobdir, render, spool
 from manifest_compiler.cli import main
 from manifest_compiler.jobdir import StreamedFile
 from manifest_compiler.load import SourceFloat, SourceInt, scalar_text
@@ -178,7 +178,7 @@ def _source(value: t.Any, text: str) -> t.Any:
 def test_streamed_files_of_commands_and_batches(tasks: list[str], spool_memory: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render, "_BATCH", 7)  # many batches, and a last one that is not full
     monkeypatch.setattr(render, "_CHUNK", 100)
-    monkeypatch.setattr(render, "_SPOOL_MEMORY", spool_memory)
+    monkeypatch.setattr(spool, "MEMORY", spool_memory)
     resolved = {"name": "n", "run": {"kind": "commands", "tasks": tasks},
                 "z": {"deep": {"list": [1, 2.5, None, {}], "e": {}, "nested": [[1, "a"], []], "empty": []},
                       "scalars": [True, False, 0, -1, 10**30, -0.0, 1e-7, 1e300, float("nan"), float("inf"), float("-inf"),
