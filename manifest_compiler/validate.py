@@ -319,7 +319,7 @@ def _relative_path_message(field: tuple[str | int, ...], path: str) -> str:
 
 
 def _one_of_message(schema: dict[str, t.Any], mapping: t.Any) -> str:
-    """`expected exactly one of commands, grid, sweep; commands and sweep given`."""
+    """`expected exactly one of commands, commands_file, grid, sweep; commands and sweep given`."""
     names = [n.strip() for n in schema["x-expected"].split(" of ", 1)[1].split(",")]
     given = [n for n in names if isinstance(mapping, dict) and n in mapping]
     listed = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 2 else given)
@@ -516,6 +516,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     data = loaded.data
     out: list[Problem] = []
     out += _check_run(loaded, data.get("run"))
+    out += _check_commands_file(loaded)
     resources = _mapping(data.get("resources"))
     for key, parse in (("time", parse_time), ("mem", parse_mem)):
         value = resources.get(key)
@@ -546,7 +547,7 @@ def _mapping(value: object) -> dict[str, t.Any]:
 def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     if not isinstance(run, dict):
         return []
-    # exactly one of commands, grid, sweep: the schema says it (run's dependentSchemas, and else)
+    # exactly one of commands, commands_file, grid, sweep: the schema says it (run's dependentSchemas, and else)
     out: list[Problem] = []
     commands = run.get("commands")
     for i, command in enumerate(commands if isinstance(commands, list) else []):
@@ -581,6 +582,40 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
         quote = unclosed_quote(GridTasks(template, {name: ["x"] for name in names})[0])
         if quote:
             out.append(loaded.problem(("run", "grid", "template"), _UNCLOSED[quote], level="warning"))
+    return out
+
+
+def _check_commands_file(loaded: LoadedManifest) -> list[Problem]:
+    """run.commands_file: its own problems (read, encoding, CRLF), and each command checked with
+    the rules of run.commands (the schema's command, unclosed quotes), located at FILE:line."""
+    cf = loaded.commands_file
+    if cf is None:
+        return []
+    out = list(cf.problems)
+    if any(p.level == "error" for p in out) and not cf.commands:
+        return out  # unreadable: nothing more to say
+    named = loaded.data["run"]["commands_file"]  # as written
+    if not cf.commands:
+        return [*out, loaded.problem(("run", "commands_file"), f"{named!r} holds no command: every line is blank or a comment (#)")]
+    if len(cf.commands) > MAX_TASKS:
+        return [*out, loaded.problem(("run", "commands_file"), f"{named!r} holds {len(cf.commands):,} commands; at most {MAX_TASKS:,} tasks are supported")]
+    from .schema import load_schema, validator
+
+    version = int(loaded.data["version"])  # checked before any rule runs
+    root = load_schema(version)
+    schema = root["properties"]["run"]["properties"]["commands"]["items"]
+    quick = _quick_check(schema, root["$defs"])
+    item_validator = validator(version).evolve(schema=schema)
+    for i, (command, line) in enumerate(zip(cf.commands, cf.lines, strict=True)):
+        where = format_path(("run", "commands_file", i))
+        if quick is None or not quick(command):
+            errors = list(item_validator.iter_errors(command))
+            if errors:
+                e = errors[0]
+                out.append(Problem(cf.path, line, 1, where, _message(e.validator, e.validator_value, e.instance, e.schema)))
+                continue
+        if quote := unclosed_quote(command):
+            out.append(Problem(cf.path, line, 1, where, _UNCLOSED[quote], "warning"))
     return out
 
 

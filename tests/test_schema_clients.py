@@ -325,7 +325,7 @@ def test_language_server_and_mcompile_agree_on_a_broken_file(server: LanguageSer
 
 def test_language_server_two_run_kinds(server: LanguageServer, tmp_path: Path) -> None:
     path = _broken(tmp_path, COMPLETE.format(mem="4G") + "  sweep: {id: e/p/abc123, agents: 2}\n")
-    assert _errors(server.open(path)) == ["12: expected exactly one of commands, grid, sweep; remove all but one"]
+    assert _errors(server.open(path)) == ["12: expected exactly one of commands, commands_file, grid, sweep; remove all but one"]
 
 
 def test_language_server_partial_files_need_no_keys(server: LanguageServer, tmp_path: Path) -> None:
