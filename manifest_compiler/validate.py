@@ -607,15 +607,15 @@ def _check_commands_file(loaded: LoadedManifest) -> list[Problem]:
     quick = _quick_check(schema, root["$defs"])
     item_validator = validator(version).evolve(schema=schema)
     for i, (command, line) in enumerate(zip(cf.commands, cf.lines, strict=True)):
-        where = format_path(("run", "commands_file", i))
         if quick is None or not quick(command):
             errors = list(item_validator.iter_errors(command))
             if errors:
                 e = errors[0]
-                out.append(Problem(cf.path, line, 1, where, _message(e.validator, e.validator_value, e.instance, e.schema)))
+                message = _message(e.validator, e.validator_value, e.instance, e.schema)
+                out.append(Problem(cf.path, line, 1, f"run.commands_file[{i}]", message))
                 continue
         if quote := unclosed_quote(command):
-            out.append(Problem(cf.path, line, 1, where, _UNCLOSED[quote], "warning"))
+            out.append(Problem(cf.path, line, 1, f"run.commands_file[{i}]", _UNCLOSED[quote], "warning"))
     return out
 
 

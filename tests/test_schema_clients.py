@@ -42,6 +42,7 @@ BOUNDS = "a bound on the value a unit spells (more than zero, at most 366 days o
 PATHS = "a path rule of the semantic layer (system and reserved targets, normal form, '..', ',' and ':')"
 NAMES = "reserved variable names (SLURM_, MCOMPILE_, APPTAINER, SINGULARITY)"
 GRID = "grid template syntax and its placeholders"
+COMMANDS_FILE = "run.commands_file: the file it names is read and checked line by line (a schema sees one file)"
 MCOMPILE_ONLY = {
     "bind-source-colon": PATHS,
     "bind-target-dev-child": PATHS,
@@ -53,6 +54,9 @@ MCOMPILE_ONLY = {
     "bind-target-usr": PATHS,
     "bug-bind-target-duplicate": CROSS_FIELD,
     "bug-type-float-for-int": YAML,
+    "commands-file-missing": COMMANDS_FILE,
+    "commands-file-only-comments": COMMANDS_FILE,
+    "commands-file-problems": COMMANDS_FILE,
     "bug-type-float-for-time-minutes": YAML,
     "bug-version-float": YAML,
     "env-SLURM_FOO": NAMES,
