@@ -119,7 +119,7 @@ def _yaml(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    if _PLAIN.fullmatch(text) and not _NOT_PLAIN.fullmatch(text) and not text.startswith(("-", "~")):
+    if _PLAIN.fullmatch(text) and not _NOT_PLAIN.fullmatch(text) and not text.startswith("-"):
         return text
     return json.dumps(text, ensure_ascii=False)
 

@@ -4,7 +4,7 @@ The file's rules (comments, blank lines, backslash continuation, CRLF), its prob
 FILE:line, the run it compiles to (its commands are the tasks; the file is recorded beside
 the run), and `diff` between two versions of the file. No SLURM: the job scripts are run
 with bash and the apptainer test double in tests/test_import_equivalence.py and on a real
-SLURM in tests/e2e/test_import.py.
+SLURM in tests/e2e/test_imported_run.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Known differences, named by import on stderr and so not compared: the job name (
 
 The job scripts run with bash outside SLURM, with the apptainer **test double**
 (tests/doubles/apptainer: apptainer cannot be installed here), which logs the argv, binds and
-flags it was given and runs the plan with bubblewrap. tests/e2e/test_import.py runs an imported
+flags it was given and runs the plan with bubblewrap. tests/e2e/test_imported_run.py runs an imported
 manifest on a real SLURM.
 """
 
@@ -215,7 +215,7 @@ def test_the_imported_job_requests_what_the_old_scripts_requested(case: Invocati
     assert json.loads((run / "resolved.json").read_text())["outputs"]["logs"] == f"$SCRATCH/{PROJECT}/hpc_outputs"  # the old log folder
 
     if case.sbatch.get("ntasks-per-node", "1") != "1" or case.sbatch["nodes"] != "1":
-        return  # a distributed job needs SLURM's own srun: tests/e2e/test_import.py and test_distributed.py
+        return  # a distributed job needs SLURM itself (srun): tests/e2e/test_distributed.py runs both launchers
     tasks = _tasks_and_throttle(case.sbatch.get("array"))[0]
     calls = _run_every_task(site, run, stand_in_env, tasks)
     assert len(calls) == tasks
