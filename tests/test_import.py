@@ -8,6 +8,7 @@ with what the old scripts requested, is tests/test_import_equivalence.py.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,35 @@ def test_the_project_name_must_be_a_name(tmp_path: Path) -> None:
     (folder / "experiment_configurations.txt").write_text("echo\n")
     with pytest.raises(Exception, match="not a valid project name"):
         import_invocation([*IMAGE], cwd=str(folder), home=str(tmp_path), output=None)
+
+
+def test_the_readme_import_run_is_real(tmp_path: Path) -> None:
+    """The README's `mcompile import` session, replayed in a folder named like its project: the
+    same output, and the manifest it writes is manifests/imported.yaml (but for the schema line)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Coming from job_submitter.sh", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```text\n(.*?)```", section, re.S)
+    assert block is not None
+    project = tmp_path / "mnist-study"
+    project.mkdir()
+    shutil.copy(ROOT / "manifests" / "mnist-commands.txt", project)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "wandb_credentials.txt").write_text("key\n")
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("MCOMPILE_RUNS", None)
+    ran = 0
+    for chunk in re.split(r"^\$ ", block[1], flags=re.M)[1:]:
+        command, _, expected = chunk.partition("\n")
+        if not command.startswith("mcompile") or "--submit" in command:
+            continue  # the cd; the submission needs a cluster (tests/e2e/test_imported_run.py submits one)
+        proc = subprocess.run(["bash", "-c", command.replace("mcompile", f"{sys.executable} -m manifest_compiler", 1) + " 2>&1"],
+                              cwd=project, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.stdout == expected, command
+        ran += 1
+    assert ran == 3
+    written = (project / "imported.yaml").read_text()
+    example = (ROOT / "manifests" / "imported.yaml").read_text()
+    assert written == example.replace("$schema=../schemas/experiment.v1.schema.json", "$schema=experiment.v1.schema.json", 1)
