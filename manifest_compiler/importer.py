@@ -383,13 +383,13 @@ def _sweep(d: _Draft, configs_path: str, configs: str, sweep_id: str | None, age
             break
     if match is None:
         raise UsageError(f"mcompile import: --job-type sweep: no `wandb agent ... ENTITY/PROJECT/SWEEP_ID` line in {configs}")
-    count = _COUNT.search(match["options"] or "")
+    count = _COUNT.search(match.string)  # --count before or after the id
     per_agent = int(count["n"]) if count else 1
     written = match["id"]
     entity_project = written.rsplit("/", 1)[0] if written.count("/") == 2 else None
     if sweep_id is not None and "/" not in sweep_id and entity_project:
         sweep_id = f"{entity_project}/{sweep_id}"
-    d.comment(f"--job-type sweep: from `{match[0].strip()}` in {configs}", 2)
+    d.comment(f"--job-type sweep: from `{match.string.strip()}` in {configs}", 2)
     d.section("sweep", 2)
     if sweep_id is not None:
         d.field("id", sweep_id, 4, note="--sweep-id")

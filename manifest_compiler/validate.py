@@ -516,7 +516,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     data = loaded.data
     out: list[Problem] = []
     out += _check_run(loaded, data.get("run"))
-    out += _check_commands_file(loaded)
+    out += _check_commands_file(loaded, refused)
     resources = _mapping(data.get("resources"))
     for key, parse in (("time", parse_time), ("mem", parse_mem)):
         value = resources.get(key)
@@ -585,11 +585,11 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     return out
 
 
-def _check_commands_file(loaded: LoadedManifest) -> list[Problem]:
+def _check_commands_file(loaded: LoadedManifest, refused: set[str]) -> list[Problem]:
     """run.commands_file: its own problems (read, encoding, CRLF), and each command checked with
     the rules of run.commands (the schema's command, unclosed quotes), located at FILE:line."""
     cf = loaded.commands_file
-    if cf is None:
+    if cf is None or "run.commands_file" in refused:  # a name the schema refused: one problem per value
         return []
     out = list(cf.problems)
     if any(p.level == "error" for p in out) and not cf.commands:

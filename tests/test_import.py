@@ -256,3 +256,18 @@ def test_the_readme_import_run_is_real(tmp_path: Path) -> None:
     written = (project / "imported.yaml").read_text()
     example = (ROOT / "manifests" / "imported.yaml").read_text()
     assert written == example.replace("$schema=../schemas/experiment.v1.schema.json", "$schema=experiment.v1.schema.json", 1)
+
+
+@pytest.mark.parametrize(("line", "per_agent"), [
+    ("wandb agent --count 3 me/p/SWEEP_ID", 3),
+    ("wandb agent me/p/SWEEP_ID --count 4", 4),
+    ("  wandb agent me/p/SWEEP_ID", 1),
+])
+def test_the_agent_line_gives_entity_project_and_runs_per_agent(tmp_path: Path, line: str, per_agent: int) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "experiment_configurations.txt").write_text(f"# wandb agent --count 9 commented/out/x\n{line}\n")
+    imported = import_invocation([*IMAGE, "--job-type", "sweep"], cwd=str(folder), home=str(tmp_path), output=None,
+                                 sweep_id="abc123", agents=2)
+    assert _doc(imported.text)["run"] == {"sweep": {"id": "me/p/abc123", "agents": 2, "runs_per_agent": per_agent}}
+    assert imported.problems == [] and imported.fill_in == []
