@@ -20,10 +20,12 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import typing as t
 
 from .errors import Problem, UsageError
 from .load import FILES, MAX_FILE_BYTES, Reader
+from .model import DEFAULT_SCRATCH, default_logs, default_outputs_dir
 
 # job_submitter.sh's flags: name -> (what it takes, the manifest field it becomes)
 FLAGS: dict[str, tuple[str, str]] = {
@@ -227,7 +229,7 @@ def import_invocation(args: t.Sequence[str], *, cwd: str, home: str, output: str
     d = _Draft()
     d.lines.append(f"# yaml-language-server: $schema={schema_path or 'experiment.v1.schema.json'}")
     d.comment("Imported by `mcompile import` from:")
-    d.comment("  bash job_submitter.sh " + " ".join(_shell_word(a) for a in args))
+    d.comment("  bash job_submitter.sh " + shlex.join(args))
     d.comment("Check it with `mcompile validate`, see the job with `mcompile plan`.")
     d.field("version", 1)
     d.field("name", name, note=name_note)
@@ -314,8 +316,9 @@ def import_invocation(args: t.Sequence[str], *, cwd: str, home: str, output: str
     notes += [
         "not imported: what the scripts chose by hostname (partition, account, node-local folder, module loads); "
         "put it in a site profile (a manifest with base: true) and add `extends: PROFILE.yaml` here",
-        f"results: {_outputs(project, name)}/<jobid>_<taskid> (the scripts: .../singularity_<jobid>_<taskid>), "
-        f"logs: $SCRATCH/{project}/hpc_outputs/{name}_<jobid>_<taskid>.out, job name {project}-{name}",
+        f"results: {default_outputs_dir(DEFAULT_SCRATCH, project, name)}/<jobid>_<taskid> (the scripts: "
+        f".../singularity_<jobid>_<taskid>), logs: {default_logs(DEFAULT_SCRATCH, project)}/{name}_<jobid>_<taskid>.out, "
+        f"job name {project}-{name}",
     ]
     if job_type == "sweep":
         notes.append("the scripts throttled a sweep's array to 10 tasks at once on one cluster (by hostname); "
@@ -326,18 +329,6 @@ def import_invocation(args: t.Sequence[str], *, cwd: str, home: str, output: str
     text = d.text()
     problems = check_text(text, os.path.join(manifest_dir, os.path.basename(output) if output else "imported.yaml"))
     return Imported(text, notes, problems, fill_in)
-
-
-def _outputs(project: str, name: str) -> str:
-    from .model import DEFAULT_SCRATCH, default_outputs_dir
-
-    return default_outputs_dir(DEFAULT_SCRATCH, project, name)
-
-
-def _shell_word(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _subsets(paths: list[str], project: str, scratch: str | None, notes: list[str]) -> list[str]:
