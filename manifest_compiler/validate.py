@@ -313,7 +313,7 @@ def _relative_path_message(field: tuple[str | int, ...], path: str) -> str:
         return (f"{shown} is a relative path: the job would look for it in the run directory on the compute node; "
                 f"write an absolute path, or leave {format_path(field)} out for its default, {_ROOT_DEFAULTS[field]}")
     tail = posixpath.normpath(path)
-    if tail == "." or tail.startswith("../") or tail == ".." or len(tail) > 64:
+    if tail == "." or tail.startswith("../") or tail == ".." or len(tail) > 64 or not tail.isprintable():
         tail = "…"
     return f"{shown} is a relative path: the job would look for it in the run directory on the compute node; write $SCRATCH/{tail}, $HOME/{tail} or another absolute path"
 
