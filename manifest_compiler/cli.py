@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec", "import")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -159,6 +159,20 @@ exit status (as diff(1)): 0 the same; 1 different; 2 error
 examples:
   mcompile diff manifests/exp.yaml
   mcompile diff main:manifests/exp.yaml manifests/exp.yaml --format markdown"""),
+    "import": ("write a manifest equivalent to a job_submitter.sh command line", """\
+After --: the arguments you gave `bash job_submitter.sh` (the seed scripts), in the directory you
+ran it in: its name is the project, --configs (default experiment_configurations.txt) becomes
+run.commands_file, ~/wandb_credentials.txt a secret. Writes the commented manifest to --output
+(never over an existing file without --force), else stdout; on stderr, what was decided and what
+could not be translated. A sweep's id and number of agents, which the scripts asked for, come
+from --sweep-id and --agents, or are left as <FILL IN: ...> fields that validate rejects.
+
+exit status: 0 written (also with fields left to fill in); 1 written, but it does not validate;
+2 usage error (an unknown job_submitter.sh flag: the known ones are listed); 3 cannot write
+
+example:
+  mcompile import --output experiment.yaml -- --account def-me --gpus 2 --mem 16G \\
+      --exp-name lr-sweep --singularity-container ~/app.sif --configs configs.txt"""),
 }
 
 
@@ -238,10 +252,20 @@ def _diff_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=tuple(_diff_formats()), default="text", help="default text")
 
 
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    import argparse
+
+    p.add_argument("--output", default=None, metavar="FILE", help="write the manifest here (default: stdout)")
+    p.add_argument("--force", action="store_true", help="with --output: replace an existing file")
+    p.add_argument("--sweep-id", default=None, metavar="ID", help="sweep: ENTITY/PROJECT/SWEEP_ID, or SWEEP_ID (the scripts asked for it)")
+    p.add_argument("--agents", type=int, default=None, metavar="N", help="sweep: the number of agents (the scripts asked for it)")
+    p.add_argument("submitter_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="job_submitter.sh's arguments")
+
+
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
-    "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments,
+    "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
 }
 
 
@@ -507,6 +531,39 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task, progress=_note)
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .errors import OperationError, UsageError
+    from .importer import import_invocation
+
+    rest = list(args.submitter_args)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    if not rest:
+        raise UsageError("mcompile import: give job_submitter.sh's arguments after --, e.g. "
+                         "mcompile import -- --mem 16G --singularity-container ~/app.sif")
+    if args.output and os.path.exists(args.output) and not args.force:
+        raise UsageError(f"mcompile import: {args.output} exists; give --force to replace it, or another --output")
+    imported = import_invocation(rest, cwd=os.getcwd(), home=os.path.expanduser("~"), output=args.output,
+                                 scratch=os.environ.get("SCRATCH") or None, sweep_id=args.sweep_id, agents=args.agents)
+    for note in imported.notes:
+        _note(note)
+    if args.output:
+        try:
+            with open(args.output, "w" if args.force else "x", encoding="utf-8") as fh:
+                fh.write(imported.text)
+        except OSError as e:
+            raise OperationError(f"cannot write {args.output}: {e.strerror or e}") from None
+        _note(f"wrote {args.output}")
+    else:
+        sys.stdout.write(imported.text)
+    errors = [p for p in imported.problems if p.level == "error"]
+    if imported.fill_in:
+        _note(f"fill in {', '.join(imported.fill_in)} (marked <FILL IN: ...>): validate rejects the manifest until then")
+    unexpected = [p for p in errors if not any(p.path.startswith(f) for f in imported.fill_in)]
+    _warn([p for p in imported.problems if p not in errors or p in unexpected])
+    return EXIT_INVALID if unexpected else EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text
 
@@ -524,4 +581,5 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,
+    "import": _cmd_import,
 }

@@ -11,6 +11,7 @@
       plan.txt            the readable plan (`mcompile plan`)
       manifest.yaml       the manifest as written        } the record: kept beside the run,
       extends/<i>-<file>  each file it extends           } outside its hash
+      commands_file/<file> run.commands_file, as written }
       submissions.jsonl   one line per sbatch call        }
 
 <hash12> is the first 12 hex digits of a SHA-256 over every generated file (`write`). A run is
@@ -41,8 +42,9 @@ MOUNTS = "mounts.json"
 PLAN = "plan.txt"
 MANIFEST = "manifest.yaml"
 EXTENDS = "extends/"
+COMMANDS_FILE = "commands_file/"
 SUBMISSIONS = "submissions.jsonl"
-RECORD_FILES = (MANIFEST, EXTENDS, SUBMISSIONS)  # not part of the run's hash
+RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task
@@ -53,6 +55,12 @@ BLOCK_SIZE = 1 << 20
 def extends_record(position: int, path: str) -> str:
     """The record name of the `position`-th file a manifest extends (1 is its own base)."""
     return f"{EXTENDS}{position}-{os.path.basename(path)}"
+
+
+def commands_file_record(path: str) -> str:
+    """The record name of the manifest's run.commands_file. Its commands are the run's tasks
+    (tasks/commands, hashed); the file as written is kept for the record."""
+    return f"{COMMANDS_FILE}{os.path.basename(path)}"
 
 
 class StreamedFile:

@@ -17,6 +17,8 @@ import typing as t
 
 import yaml
 
+from .commands_file import MAX_BYTES as MAX_COMMANDS_FILE_BYTES
+from .commands_file import CommandsFile, parse_commands_file
 from .errors import ManifestError, Problem, format_path
 from .model import RUN_KINDS
 
@@ -123,6 +125,7 @@ class LoadedManifest(t.NamedTuple):
     path: str
     data: dict[str, t.Any]
     sources: list[Source]  # the manifest first, then what it extends, in order
+    commands_file: CommandsFile | None = None  # run.commands_file, read (None: the run has none)
 
     def locate(self, path: t.Sequence[str | int], *, key: bool = False) -> tuple[str, int, int]:
         """File, line and column of the node at `path` (of its key with `key=True`).
@@ -173,10 +176,11 @@ def _walk(node: yaml.Node, path: t.Sequence[str | int], *, key: bool) -> tuple[i
 class Reader:
     """Where manifests come from: files by default; `diff` reads git revisions the same way."""
 
-    def read(self, path: str) -> bytes:
-        """The bytes of `path`. Raises OSError (its strerror is shown to the user)."""
+    def read(self, path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """The bytes of `path`, at most `limit` + 1 (the reader of the file refuses more: a huge
+        file is never read whole). Raises OSError (its strerror is shown to the user)."""
         with open(path, "rb") as fh:
-            return fh.read(MAX_FILE_BYTES + 1)  # parse_source refuses more; never read a huge file whole
+            return fh.read(limit + 1)
 
     def resolve(self, including: str, ref: str) -> str:
         """The path an `extends: ref` in the file `including` names. Raises OSError."""
@@ -202,6 +206,7 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
             extends chain is broken. Every problem is located.
     """
     sources: list[Source] = []
+    places: list[str] = []  # where each source was read from (reader paths, not labels)
     seen: list[str] = []
     current = path
     ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
@@ -221,6 +226,7 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
             raise ManifestError([_extends_problem(ref[0], f"cannot read {ref[1]!r} ({reader.label(current)}): {reason}")]) from e
         source = parse_source(reader.label(current), raw)
         sources.append(source)
+        places.append(current)
         base = source.data.get("extends")
         if base is None:
             break
@@ -241,7 +247,26 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
         data = {k: v for k, v in data.items() if k not in ("extends", "base")}
         if "base" in sources[0].data:
             data["base"] = sources[0].data["base"]
-    return LoadedManifest(path=reader.label(path), data=data, sources=sources)
+    loaded = LoadedManifest(path=reader.label(path), data=data, sources=sources)
+    run = data.get("run")
+    if isinstance(run, dict) and isinstance(run.get("commands_file"), str) and run["commands_file"]:
+        loaded.commands_file = _read_commands_file(loaded, places, reader)
+    return loaded
+
+
+def _read_commands_file(loaded: LoadedManifest, places: list[str], reader: Reader) -> CommandsFile:
+    """run.commands_file, read relative to the file of the chain that names it (as extends).
+    A file that cannot be read is a problem at run.commands_file, reported by validate."""
+    ref = loaded.data["run"]["commands_file"]
+    including = next(place for source, place in zip(loaded.sources, places, strict=True)
+                     if isinstance(source.data.get("run"), dict) and "commands_file" in source.data["run"])
+    try:
+        path = reader.resolve(including, ref)
+        raw = reader.read(path, limit=MAX_COMMANDS_FILE_BYTES)
+    except OSError as e:
+        problem = loaded.problem(("run", "commands_file"), f"cannot read {ref!r}: {e.strerror or e}")
+        return CommandsFile(ref, b"", [], [], [problem])
+    return parse_commands_file(reader.label(path), raw)
 
 
 BASE_REFUSED = "a base manifest (base: true), meant only to be extended; compile a manifest that extends it"

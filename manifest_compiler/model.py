@@ -17,8 +17,8 @@ if t.TYPE_CHECKING:
 
 # --- what runs ---------------------------------------------------------------------------
 
-RunKind = t.Literal["commands", "grid", "sweep"]
-RUN_KINDS: tuple[RunKind, ...] = ("commands", "grid", "sweep")  # `run` holds exactly one
+RunKind = t.Literal["commands", "commands_file", "grid", "sweep"]
+RUN_KINDS: tuple[RunKind, ...] = ("commands", "commands_file", "grid", "sweep")  # `run` holds exactly one
 
 Launcher = t.Literal["single", "srun", "torchrun"]
 LAUNCHERS: tuple[Launcher, ...] = ("single", "srun", "torchrun")

@@ -60,7 +60,8 @@ def resolve_file(path: str, *, reader: Reader = FILES) -> tuple[Resolved, Loaded
 
     loaded, warnings = load_valid(path, reader=reader)
     refuse_base(loaded)
-    return resolve_manifest(loaded.data), loaded, warnings
+    file_commands = loaded.commands_file.commands if loaded.commands_file else ()
+    return resolve_manifest(loaded.data, file_commands=file_commands), loaded, warnings
 
 
 class CompileResult(t.NamedTuple):
@@ -83,12 +84,14 @@ def build_job(path: str) -> tuple[JobPlan, RenderedFiles, LoadedManifest, list[P
 
 
 def record_files(loaded: LoadedManifest) -> dict[str, bytes]:
-    """The manifest as written, and each file it extends, for the run's record."""
-    from .jobdir import MANIFEST, extends_record
+    """The manifest as written, each file it extends and its commands file, for the run's record."""
+    from .jobdir import MANIFEST, commands_file_record, extends_record
 
     record = {MANIFEST: loaded.sources[0].raw}
     for i, source in enumerate(loaded.sources[1:], start=1):
         record[extends_record(i, source.path)] = source.raw
+    if loaded.commands_file is not None:
+        record[commands_file_record(loaded.commands_file.path)] = loaded.commands_file.raw
     return record
 
 

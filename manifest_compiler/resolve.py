@@ -153,8 +153,11 @@ def _format_literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
-    """Fill defaults (model.py) and normalise a manifest that passed validation."""
+def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] = ()) -> Resolved:
+    """Fill defaults (model.py) and normalise a manifest that passed validation.
+
+    `file_commands`: the commands of run.commands_file, as `load` read them (resolve reads no file).
+    """
     name, project = data["name"], data["project"]
     cluster = dict(data.get("cluster") or {})
     scratch = cluster.get("scratch", model.DEFAULT_SCRATCH)
@@ -209,7 +212,7 @@ def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
             "stage": d.get("stage", model.DEFAULT_STAGE),
         }
 
-    run = _resolve_run(data["run"], gpus)
+    run = _resolve_run(data["run"], gpus, file_commands)
 
     outputs = data.get("outputs") or {}
     return {
@@ -241,11 +244,13 @@ def _resolve_requeue(requeue: dict[str, t.Any] | None) -> model.Requeue | None:
     }
 
 
-def _resolve_run(run: dict[str, t.Any], gpus: int) -> model.Run:
+def _resolve_run(run: dict[str, t.Any], gpus: int, file_commands: t.Sequence[str]) -> model.Run:
     """The run's tasks (one command each), then how each task starts its processes."""
     out: model.Run
     if "commands" in run:
         out = {"kind": "commands", "tasks": list(run["commands"])}  # type: ignore[typeddict-item]  # launcher below
+    elif "commands_file" in run:
+        out = {"kind": "commands_file", "tasks": list(file_commands)}  # type: ignore[typeddict-item]
     elif "grid" in run:
         grid = run["grid"]
         parameters = {k: list(v) for k, v in grid["parameters"].items()}

@@ -57,7 +57,7 @@ class GitReader(Reader):
     def __init__(self, rev: str) -> None:
         self.rev = rev
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, limit: int = 0) -> bytes:  # git show gives the whole file; its reader bounds it
         try:
             return _show(self.rev, path)
         except RevisionError as e:

@@ -364,13 +364,13 @@ def _relative_path_message(field: tuple[str | int, ...], path: str) -> str:
         return (f"{shown} is a relative path: the job would look for it in the run directory on the compute node; "
                 f"write an absolute path, or leave {format_path(field)} out for its default, {_ROOT_DEFAULTS[field]}")
     tail = posixpath.normpath(path)
-    if tail == "." or tail.startswith("../") or tail == ".." or len(tail) > 64:
+    if tail == "." or tail.startswith("../") or tail == ".." or len(tail) > 64 or not tail.isprintable():
         tail = "…"
     return f"{shown} is a relative path: the job would look for it in the run directory on the compute node; write $SCRATCH/{tail}, $HOME/{tail} or another absolute path"
 
 
 def _one_of_message(schema: dict[str, t.Any], mapping: t.Any) -> str:
-    """`expected exactly one of commands, grid, sweep; commands and sweep given`."""
+    """`expected exactly one of commands, commands_file, grid, sweep; commands and sweep given`."""
     names = [n.strip() for n in schema["x-expected"].split(" of ", 1)[1].split(",")]
     given = [n for n in names if isinstance(mapping, dict) and n in mapping]
     listed = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 2 else given)
@@ -567,6 +567,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     data = loaded.data
     out: list[Problem] = []
     out += _check_run(loaded, data.get("run"))
+    out += _check_commands_file(loaded, refused)
     resources = _mapping(data.get("resources"))
     for key, parse in (("time", parse_time), ("mem", parse_mem)):
         value = resources.get(key)
@@ -597,7 +598,7 @@ def _mapping(value: object) -> dict[str, t.Any]:
 def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     if not isinstance(run, dict):
         return []
-    # exactly one of commands, grid, sweep: the schema says it (run's dependentSchemas, and else)
+    # exactly one of commands, commands_file, grid, sweep: the schema says it (run's dependentSchemas, and else)
     out: list[Problem] = []
     commands = run.get("commands")
     for i, command in enumerate(commands if isinstance(commands, list) else []):
@@ -632,6 +633,40 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
         quote = unclosed_quote(GridTasks(template, {name: ["x"] for name in names})[0])
         if quote:
             out.append(loaded.problem(("run", "grid", "template"), _UNCLOSED[quote], level="warning"))
+    return out
+
+
+def _check_commands_file(loaded: LoadedManifest, refused: set[str]) -> list[Problem]:
+    """run.commands_file: its own problems (read, encoding, CRLF), and each command checked with
+    the rules of run.commands (the schema's command, unclosed quotes), located at FILE:line."""
+    cf = loaded.commands_file
+    if cf is None or "run.commands_file" in refused:  # a name the schema refused: one problem per value
+        return []
+    out = list(cf.problems)
+    if any(p.level == "error" for p in out) and not cf.commands:
+        return out  # unreadable: nothing more to say
+    named = loaded.data["run"]["commands_file"]  # as written
+    if not cf.commands:
+        return [*out, loaded.problem(("run", "commands_file"), f"{named!r} holds no command: every line is blank or a comment (#)")]
+    if len(cf.commands) > MAX_TASKS:
+        return [*out, loaded.problem(("run", "commands_file"), f"{named!r} holds {len(cf.commands):,} commands; at most {MAX_TASKS:,} tasks are supported")]
+    from .schema import load_schema, validator
+
+    version = int(loaded.data["version"])  # checked before any rule runs
+    root = load_schema(version)
+    schema = root["properties"]["run"]["properties"]["commands"]["items"]
+    quick = _quick_check(schema, root["$defs"])
+    item_validator = validator(version).evolve(schema=schema)
+    for i, (command, line) in enumerate(zip(cf.commands, cf.lines, strict=True)):
+        if quick is None or not quick(command):
+            errors = list(item_validator.iter_errors(command))
+            if errors:
+                e = errors[0]
+                message = _message(e.validator, e.validator_value, e.instance, e.schema)
+                out.append(Problem(cf.path, line, 1, f"run.commands_file[{i}]", message))
+                continue
+        if quote := unclosed_quote(command):
+            out.append(Problem(cf.path, line, 1, f"run.commands_file[{i}]", _UNCLOSED[quote], "warning"))
     return out
 
 

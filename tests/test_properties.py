@@ -135,7 +135,7 @@ def check(path: Path, files: dict[str, bytes]) -> list[Problem]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("properties")
-    for example in EXAMPLES:
+    for example in [*EXAMPLES, *(ROOT / "manifests").glob("*.txt")]:  # and the commands files they name
         shutil.copy(example, folder / example.name)
     return folder
 

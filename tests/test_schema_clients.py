@@ -42,6 +42,7 @@ BOUNDS = "a bound on the value a unit spells (more than zero, at most 366 days o
 PATHS = "a path rule of the semantic layer (system and reserved targets, normal form, '..', ',' and ':')"
 NAMES = "reserved variable names (SLURM_, MCOMPILE_, APPTAINER, SINGULARITY)"
 GRID = "grid template syntax and its placeholders"
+COMMANDS_FILE = "run.commands_file: the file it names is read and checked line by line (a schema sees one file)"
 MCOMPILE_ONLY = {
     "bind-source-colon": PATHS,
     "bind-target-dev-child": PATHS,
@@ -53,6 +54,9 @@ MCOMPILE_ONLY = {
     "bind-target-usr": PATHS,
     "bug-bind-target-duplicate": CROSS_FIELD,
     "bug-type-float-for-int": YAML,
+    "commands-file-missing": COMMANDS_FILE,
+    "commands-file-only-comments": COMMANDS_FILE,
+    "commands-file-problems": COMMANDS_FILE,
     "bug-type-float-for-time-minutes": YAML,
     "bug-version-float": YAML,
     "env-SLURM_FOO": NAMES,
@@ -325,7 +329,7 @@ def test_language_server_and_mcompile_agree_on_a_broken_file(server: LanguageSer
 
 def test_language_server_two_run_kinds(server: LanguageServer, tmp_path: Path) -> None:
     path = _broken(tmp_path, COMPLETE.format(mem="4G") + "  sweep: {id: e/p/abc123, agents: 2}\n")
-    assert _errors(server.open(path)) == ["12: expected exactly one of commands, grid, sweep; remove all but one"]
+    assert _errors(server.open(path)) == ["12: expected exactly one of commands, commands_file, grid, sweep; remove all but one"]
 
 
 def test_language_server_partial_files_need_no_keys(server: LanguageServer, tmp_path: Path) -> None:
