@@ -250,7 +250,7 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
     loaded = LoadedManifest(path=reader.label(path), data=data, sources=sources)
     run = data.get("run")
     if isinstance(run, dict) and isinstance(run.get("commands_file"), str) and run["commands_file"]:
-        loaded.commands_file = _read_commands_file(loaded, places, reader)
+        loaded = loaded._replace(commands_file=_read_commands_file(loaded, places, reader))
     return loaded
 
 
