@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import figure
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.5
 MANIFEST = """\
@@ -82,6 +84,7 @@ def main() -> int:
     print(f"mcompile runs over {args.runs_per_folder} runs of 10,000 tasks: median {statistics.median(t_big) * 1000:.0f} ms; "
           f"of 10 tasks: {statistics.median(t_small) * 1000:.0f} ms; ratio {ratio:.2f}x (goal <= {GOAL}x)"
           + ("" if ratio <= GOAL else "  GOAL MISSED"))
+    figure(f"mcompile runs over {args.runs_per_folder} runs of 10,000 tasks", ratio, GOAL, f"the same over {args.runs_per_folder} runs of 10 tasks")
     return 0
 
 
