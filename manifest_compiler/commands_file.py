@@ -20,7 +20,7 @@ checks each command with the rules of `run.commands` and reports problems at FIL
 
 from __future__ import annotations
 
-import dataclasses
+import typing as t
 
 from .errors import Problem
 
@@ -34,8 +34,7 @@ CRLF_WARNING = ("CRLF line endings: the CR before each line break is removed ({c
                 "save the file with LF endings to silence this")
 
 
-@dataclasses.dataclass(frozen=True)
-class CommandsFile:
+class CommandsFile(t.NamedTuple):
     """A commands file as read: its commands, the line each starts on, and its own problems."""
 
     path: str  # as shown to the user
