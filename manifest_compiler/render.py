@@ -35,6 +35,9 @@ from .model import Resolved
 from .plan import VARIABLE, JobPlan, home_spelled
 from .spool import Spool
 
+if t.TYPE_CHECKING:
+    from . import resolve
+
 PLAN_TASKS_SHOWN = 20
 
 _DQ_SPECIAL = re.compile(r'([\\"$`])')
@@ -184,7 +187,7 @@ def _environment() -> t.Any:
 
 _CHUNK = 1 << 16  # characters of resolved.json per chunk
 _BATCH = 4096  # tasks per chunk of tasks/commands and tasks/index
-_INDEX_LINE = f"%0{INDEX_WIDTH}d\n"
+_INDEX_LINE = f"%0{INDEX_WIDTH}d\n".encode()  # bytes %-formatting: no str to encode
 _TASKS_PATH = ("run", "tasks")
 _JSON = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False)
 _T = t.TypeVar("_T")
@@ -223,17 +226,21 @@ _JSON_ESCAPED = b'"\\' + bytes(range(0x00, 0x0A)) + bytes(range(0x0B, 0x20))
 
 
 def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
-    """Make tasks/commands (spooled), hash its blocks and measure tasks/index and resolved.json, in one pass."""
+    """Make tasks/commands (spooled), hash its blocks and measure tasks/index and resolved.json, in one pass.
+
+    A grid whose tasks need no JSON escaping (GridTasks.json_plain) gives its text a run of
+    values at a time (GridTasks.text_batches): no Python string a task.
+    """
     ends = array.array("Q", [0])
     json_size = 0
     blocks: list[str] = []
     block, in_block = hashlib.sha256(), 0
     spool = Spool()
     plain = bytearray()
-    for batch in _batches(tasks):
-        batch.append("")
-        text = "\n".join(batch)
-        data = text.encode()
+
+    def made(data: bytes, lengths: t.Iterable[int]) -> None:
+        """Spool one batch's bytes, hash them block by block, and add the offsets of its tasks."""
+        nonlocal block, in_block
         spool.write(data)
         view = memoryview(data)
         while view:
@@ -243,18 +250,31 @@ def survey_tasks(tasks: t.Iterable[str]) -> TaskBytes:
             if in_block == BLOCK_SIZE:
                 blocks.append(block.hexdigest())
                 block, in_block = hashlib.sha256(), 0
-        batch.pop()
-        ascii_only = len(data) == len(text)  # then a command has as many bytes as characters
-        lengths = map(len, batch) if ascii_only else (len(c.encode()) for c in batch)
         offsets = itertools.accumulate(map(operator.add, lengths, itertools.repeat(1)), initial=ends[-1])
         next(offsets)
         ends.extend(offsets)
-        plain.append(data.count(b"\n") == len(batch) and len(data.translate(None, _JSON_ESCAPED)) == len(data))
-        if plain[-1]:
-            json_size += len(data) + len(batch)  # each line: its bytes and two quotes, no newline
-        else:
-            quoted = "".join(map(encode_basestring, batch))
-            json_size += len(quoted) if ascii_only else len(quoted.encode())
+
+    if getattr(tasks, "json_plain", False):
+        for text, lengths in t.cast("resolve.GridTasks", tasks).text_batches(_BATCH):
+            data = text.encode()
+            ascii_only = len(data) == len(text)  # then a task has as many bytes as characters
+            made(data, lengths if ascii_only else (len(line.encode()) for line in text.split("\n")[:-1]))
+            json_size += len(data) + len(lengths)  # each line: its bytes and two quotes, no newline
+        plain = bytearray(b"\1" * -(-(len(ends) - 1) // _BATCH))
+    else:
+        for batch in _batches(tasks):
+            batch.append("")
+            text = "\n".join(batch)
+            data = text.encode()
+            batch.pop()
+            ascii_only = len(data) == len(text)
+            made(data, map(len, batch) if ascii_only else (len(c.encode()) for c in batch))
+            plain.append(data.count(b"\n") == len(batch) and len(data.translate(None, _JSON_ESCAPED)) == len(data))
+            if plain[-1]:
+                json_size += len(data) + len(batch)
+            else:
+                quoted = "".join(map(encode_basestring, batch))
+                json_size += len(quoted) if ascii_only else len(quoted.encode())
     if in_block or not blocks:
         blocks.append(block.hexdigest())
     return TaskBytes(ends[-1], ends, json_size, "".join(f"{b}\n" for b in blocks).encode(), spool, bytes(plain))
@@ -278,7 +298,7 @@ def index_chunks(ends: t.Sequence[int]) -> t.Iterator[bytes]:
     """tasks/index, in chunks: N+1 fixed-width offsets, where each command starts and the end."""
     for i in range(0, len(ends), _BATCH):
         batch = tuple(ends[i : i + _BATCH])
-        yield ((_INDEX_LINE * len(batch)) % batch).encode()
+        yield (_INDEX_LINE * len(batch)) % batch
 
 
 def encode_tasks(tasks: t.Sequence[str]) -> tuple[bytes, bytes]:

@@ -91,7 +91,7 @@ class GridTasks(abc.Sequence[str]):
     same commands.
     """
 
-    __slots__ = ("_format", "_len", "_quoted", "_radices")
+    __slots__ = ("_format", "_len", "_quoted", "_radices", "_split", "json_plain")
 
     def __init__(self, template: str, parameters: t.Mapping[str, t.Sequence[t.Any]]) -> None:
         """Compile the template into one `str.format` pattern over the quoted values.
@@ -109,12 +109,49 @@ class GridTasks(abc.Sequence[str]):
         self._quoted = tuple(tuple(shlex.quote(scalar_text(v)) for v in parameters[name]) for name in order)
         self._radices = tuple(len(q) for q in self._quoted)
         self._len = math.prod(self._radices)
+        self._split = _inner_split(pattern, [order.index(name) for name in names], self._radices)
+        # No task holds a newline or a character JSON escapes (a quote, a backslash, a control
+        # character): each line of tasks/commands is then a JSON string once quoted.
+        texts = [*literals, *(value for values in self._quoted for value in values)]
+        self.json_plain = not any(_JSON_ESCAPED.search(text) for text in texts)
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> t.Iterator[str]:
         return itertools.starmap(self._format.format, itertools.product(*self._quoted))
+
+    def text_batches(self, size: int) -> t.Iterator[tuple[str, list[int]]]:
+        """The tasks about `size` at a time: their text, each task followed by a newline, and each
+        task's length in characters. Where the template names its last parameters in one stretch
+        (`_inner_split`), that stretch is formatted once for each of their combinations, and a
+        run of them is one str.join: no Python string a task."""
+        if self._split is None:
+            yield from self._generic_batches(size)
+            return
+        head, middle, tail, k = self._split
+        pad = (None,) * k
+        outer_count = len(self._radices) - k
+        inner = [middle.format(*(None,) * outer_count, *combo) for combo in itertools.product(*self._quoted[outer_count:])]
+        widths = [len(value) for value in inner]
+        text: list[str] = []
+        lengths: list[int] = []
+        for outer in itertools.product(*self._quoted[:outer_count]):
+            prefix, suffix = head.format(*outer, *pad), tail.format(*outer, *pad)
+            glue, base = suffix + "\n" + prefix, len(prefix) + len(suffix)
+            for start in range(0, len(inner), size):
+                text.append(prefix + glue.join(inner[start : start + size]) + suffix + "\n")
+                lengths += map(base.__add__, widths[start : start + size])
+                if len(lengths) >= size:
+                    yield "".join(text), lengths
+                    text, lengths = [], []
+        if lengths:
+            yield "".join(text), lengths
+
+    def _generic_batches(self, size: int) -> t.Iterator[tuple[str, list[int]]]:
+        it = iter(self)
+        while batch := list(itertools.islice(it, size)):
+            yield "\n".join(batch) + "\n", [len(task) for task in batch]
 
     @t.overload
     def __getitem__(self, index: int) -> str: ...
@@ -147,6 +184,36 @@ class GridTasks(abc.Sequence[str]):
 
     def __repr__(self) -> str:
         return f"<GridTasks: {self._len} tasks of {self._format!r}>"
+
+
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what json.dumps escapes in a string, and a newline
+
+
+_INNER_MAX = 1 << 16  # combinations of the last parameters formatted ahead (strings held at once)
+
+
+def _inner_split(pattern: list[str], fields: list[int], radices: tuple[int, ...]) -> tuple[str, str, str, int] | None:
+    """(head, middle, tail, k): the grid's format pattern cut around the one stretch of it that
+    names the last k parameters and no other (k as large as their combinations allow, at most
+    _INNER_MAX), or None when not even the last parameter's fields are one stretch.
+
+    `pattern` alternates literals and fields (literal, field, literal, ...), `fields[j]` the
+    parameter of placeholder j. A parameter named nowhere makes an empty stretch.
+    """
+    best = None
+    for k in range(1, len(radices) + 1):
+        if math.prod(radices[-k:]) > _INNER_MAX:
+            break
+        inner = set(range(len(radices) - k, len(radices)))
+        at = [j for j, field in enumerate(fields) if field in inner]
+        if not at:  # named nowhere: an empty stretch, at the end
+            best = ("".join(pattern), "", "", k)
+            continue
+        if any(fields[j] not in inner for j in range(at[0], at[-1] + 1)):
+            break
+        first, last = 2 * at[0] + 1, 2 * at[-1] + 1
+        best = ("".join(pattern[:first]), "".join(pattern[first : last + 1]), "".join(pattern[last + 1 :]), k)
+    return best
 
 
 def _format_literal(text: str) -> str:

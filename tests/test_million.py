@@ -108,6 +108,10 @@ def test_grid_tasks_are_the_old_expansion(grid: tuple[str, dict[str, list[t.Any]
     assert [tasks[i] for i in range(len(old))] == old
     assert [tasks[-i] for i in range(1, len(old) + 1)] == [old[-i] for i in range(1, len(old) + 1)]
     assert tasks[1:-1:2] == old[1:-1:2] and tasks[::-1] == old[::-1]
+    for size in (1, 3, 4096):  # a stretch of the template formatted once for its combinations
+        batches = list(tasks.text_batches(size))
+        assert "".join(text for text, _ in batches) == "".join(f"{task}\n" for task in old)
+        assert [n for _, lengths in batches for n in lengths] == [len(task) for task in old]
 
 
 def test_grid_tasks_index_errors_and_equality() -> None:
@@ -165,6 +169,30 @@ def test_streamed_files_are_the_old_bytes(grid: tuple[str, dict[str, list[t.Any]
     assert b"".join(render.resolved_json_chunks(plain)) == old_resolved
     assert b"".join(render.resolved_json_chunks(resolved, survey)) == old_resolved  # from tasks/commands' bytes
     assert render.resolved_json_size(resolved, survey) == len(old_resolved)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 4096])
+@pytest.mark.parametrize(("template", "parameters"), [
+    ("python t.py --a {{ a }} --b {{ b }}", {"a": [1, 2, 3], "b": ["x y", "z", "é", "w"]}),  # a run of b at a time
+    ("{{ b }} then {{ a }}", {"a": ["1", "2"], "b": list(range(10))}),  # the fast one first in the text
+    ("{{ b }} {{ b }} {{ a }}", {"a": [1, 2], "b": ["q", "r"]}),  # named twice: one task at a time
+    ("x {{ a }}", {"a": ["q'\"", "n\nl", "t\tt"]}),  # JSON escapes: the generic path
+    ("no placeholder", {"a": [1, 2, 3]}),
+    ("--lr {{ lr }} --seed {{ seed }} --fold {{ fold }}", {"lr": [0.1, 0.2], "seed": [1, 2, 3], "fold": ["f 0", "f 1"]}),  # last two
+    ("{{ seed }} {{ lr }} {{ fold }}", {"lr": [0.1, 0.2], "seed": [1, 2, 3], "fold": ["x", "y"]}),  # last one only
+    ("{{ c }}{{ a }}", {"a": [1, 2], "b": [3, 4], "c": [5, 6]}),  # b named nowhere
+])
+def test_grid_text_batches_make_the_old_bytes(template: str, parameters: dict[str, list[t.Any]], batch: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render, "_BATCH", batch)
+    resolved = _resolved(template, parameters)
+    tasks = resolved["run"]["tasks"]
+    assert isinstance(tasks, GridTasks)
+    plain = {**resolved, "run": {**resolved["run"], "tasks": list(tasks)}}
+    survey = render.survey_tasks(tasks)
+    assert (b"".join(render.command_chunks(survey)), b"".join(render.index_chunks(survey.ends))) == old_encode_tasks(list(tasks))
+    assert b"".join(render.resolved_json_chunks(resolved, survey)) == old_json(plain)
+    assert render.resolved_json_size(resolved, survey) == len(old_json(plain))
 
 
 def _source(value: t.Any, text: str) -> t.Any:
