@@ -176,6 +176,7 @@ class _RunAlways(t.TypedDict):
 class Run(_RunAlways, total=False):
     template: str  # grid
     parameters: dict[str, list[t.Any]]  # grid
+    zip: list[list[str]]  # grid, when it pairs parameters (resolve.grid_axes)
     id: str  # sweep
     agents: int  # sweep
     runs_per_agent: int  # sweep

@@ -79,40 +79,69 @@ def grid_placeholders(template: str) -> list[str]:
     return list(dict.fromkeys(template_pieces(template)[1]))
 
 
+def grid_axes(parameters: t.Iterable[str], zip_groups: t.Sequence[t.Sequence[str]] = ()) -> list[list[str]]:
+    """The axes of a grid's product, in order: each a zip group (its parameters paired element by
+    element, at the place of its first declared parameter, in the group's own order) or one
+    parameter. The last axis varies fastest."""
+    group_of = {name: tuple(group) for group in zip_groups for name in group}
+    axes: list[list[str]] = []
+    placed: set[tuple[str, ...]] = set()
+    for name in parameters:
+        group = group_of.get(name)
+        if group is None:
+            axes.append([name])
+        elif group not in placed:
+            placed.add(group)
+            axes.append(list(group))
+    return axes
+
+
 class GridTasks(abc.Sequence[str]):
     """The commands of a grid, computed on demand instead of held as a list.
 
-    Task i is the i-th combination of the cartesian product in declared order (the
-    last parameter varies fastest), each value shell-quoted (`shlex.quote`) into
-    the template. Only the quoted parameter values are kept, so a 1,000,000-task
-    grid costs the memory of its parameter lists, not of its commands. It behaves
-    as a read-only list of str: `len`, iteration, `tasks[i]` (negative too),
-    slices (a list), and equality with a list or another GridTasks holding the
-    same commands.
+    Task i is the i-th combination of the cartesian product of the grid's axes (`grid_axes`:
+    parameters in declared order, a zip group as one axis; the last varies fastest), each
+    value shell-quoted (`shlex.quote`) into the template. Only the quoted parameter values
+    are kept, so a 1,000,000-task grid costs the memory of its parameter lists, not of its
+    commands. It behaves as a read-only list of str: `len`, iteration, `tasks[i]` (negative
+    too), slices (a list), and equality with a list or another GridTasks holding the same
+    commands.
     """
 
     __slots__ = ("_format", "_len", "_quoted", "_radices", "_split", "json_plain")
 
-    def __init__(self, template: str, parameters: t.Mapping[str, t.Sequence[t.Any]]) -> None:
-        """Compile the template into one `str.format` pattern over the quoted values.
+    def __init__(self, template: str, parameters: t.Mapping[str, t.Sequence[t.Any]],
+                 zip_groups: t.Sequence[t.Sequence[str]] = ()) -> None:
+        """Compile the template into one `str.format` pattern over the quoted values: `{a}` for
+        the parameter of axis a, `{a[m]}` for member m of a zip group's axis.
 
         Raises:
-            ValueError: the template names a parameter that does not exist.
+            ValueError: the template names a parameter that does not exist; zipped lists of
+                different lengths (validate says so first).
         """
         literals, names = template_pieces(template)
-        order = list(parameters)
+        axes = grid_axes(parameters, zip_groups)
+        field = {name: (f"{{{a}}}" if len(axis) == 1 else f"{{{a}[{m}]}}", a) for a, axis in enumerate(axes) for m, name in enumerate(axis)}
+        missing = [name for name in names if name not in field]
+        if missing:
+            raise ValueError(f"placeholder {{{{ {missing[0]} }}}} has no parameter")
         pattern = [_format_literal(literals[0])]
         for name, literal in zip(names, literals[1:], strict=True):
-            pattern.append(f"{{{order.index(name)}}}")
+            pattern.append(field[name][0])
             pattern.append(_format_literal(literal))
         self._format = "".join(pattern)
-        self._quoted = tuple(tuple(shlex.quote(scalar_text(v)) for v in parameters[name]) for name in order)
+        quoted = {name: tuple(shlex.quote(scalar_text(v)) for v in parameters[name]) for name in parameters}
+        for axis in axes:
+            if len({len(quoted[name]) for name in axis}) > 1:
+                raise ValueError(f"zipped parameters of different lengths: {', '.join(f'{n} ({len(quoted[n])})' for n in axis)}")
+        self._quoted: tuple[tuple[t.Any, ...], ...] = tuple(
+            quoted[axis[0]] if len(axis) == 1 else tuple(zip(*(quoted[name] for name in axis), strict=True)) for axis in axes)
         self._radices = tuple(len(q) for q in self._quoted)
         self._len = math.prod(self._radices)
-        self._split = _inner_split(pattern, [order.index(name) for name in names], self._radices)
+        self._split = _inner_split(pattern, [field[name][1] for name in names], self._radices)
         # No task holds a newline or a character JSON escapes (a quote, a backslash, a control
         # character): each line of tasks/commands is then a JSON string once quoted.
-        texts = [*literals, *(value for values in self._quoted for value in values)]
+        texts = [*literals, *(value for values in quoted.values() for value in values)]
         self.json_plain = not any(_JSON_ESCAPED.search(text) for text in texts)
 
     def __len__(self) -> int:
@@ -321,8 +350,11 @@ def _resolve_run(run: dict[str, t.Any], gpus: int, file_commands: t.Sequence[str
     elif "grid" in run:
         grid = run["grid"]
         parameters = {k: list(v) for k, v in grid["parameters"].items()}
-        out = {"kind": "grid", "template": grid["template"], "parameters": parameters,  # type: ignore[typeddict-item]
-               "tasks": GridTasks(grid["template"], parameters)}
+        zip_groups = [list(group) for group in grid.get("zip", [])]
+        out = {"kind": "grid", "template": grid["template"], "parameters": parameters}  # type: ignore[typeddict-item]
+        if zip_groups:  # only when declared: a grid without it resolves as it always did
+            out["zip"] = zip_groups
+        out["tasks"] = GridTasks(grid["template"], parameters, zip_groups)
     else:
         sweep = run["sweep"]
         per_agent = sweep.get("runs_per_agent", model.DEFAULT_RUNS_PER_AGENT)

@@ -607,7 +607,7 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
     grid = run.get("grid")
     if not isinstance(grid, dict):
         return out
-    from .resolve import GridTasks, grid_placeholders
+    from .resolve import GridTasks, grid_axes, grid_placeholders
 
     template, parameters = grid.get("template"), grid.get("parameters")
     if isinstance(template, str) and isinstance(parameters, dict):
@@ -624,8 +624,11 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
         for name in parameters:
             if name not in names:
                 out.append(loaded.problem(("run", "grid", "parameters", name), f"parameter {name!r} is not used in the template", key=True, level="warning"))
+        zipped, zip_problems = _check_zip(loaded, grid.get("zip"), parameters)
+        out += zip_problems
         count = 1
-        for values in parameters.values():
+        for axis in grid_axes(parameters, zipped):
+            values = parameters[axis[0]]
             count *= len(values) if isinstance(values, list) else 1
         if count > MAX_TASKS:
             out.append(loaded.problem(("run", "grid", "parameters"), f"the grid has {count:,} combinations; at most {MAX_TASKS:,} tasks are supported"))
@@ -634,6 +637,36 @@ def _check_run(loaded: LoadedManifest, run: object) -> list[Problem]:
         if quote:
             out.append(loaded.problem(("run", "grid", "template"), _UNCLOSED[quote], level="warning"))
     return out
+
+
+def _check_zip(loaded: LoadedManifest, groups: object, parameters: dict[str, t.Any]) -> tuple[list[list[str]], list[Problem]]:
+    """run.grid.zip: each group names parameters of the grid, each at most once in all groups,
+    whose lists have one length. Returns the groups that passed (for the task count) and the problems."""
+    out: list[Problem] = []
+    good: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for g, group in enumerate(groups if isinstance(groups, list) else []):
+        if not isinstance(group, list) or not all(isinstance(name, str) for name in group):
+            continue  # the schema's
+        ok = True
+        for m, name in enumerate(group):
+            if name not in parameters:
+                out.append(loaded.problem(("run", "grid", "zip", g, m), f"no parameter {name!r} to zip; parameters: {', '.join(parameters)}"))
+                ok = False
+            elif name in seen and seen[name] != g:
+                out.append(loaded.problem(("run", "grid", "zip", g, m), f"{name!r} is already zipped in run.grid.zip[{seen[name]}]; "
+                                          "a parameter belongs to one group (put the groups' names in one list to pair them all)"))
+                ok = False
+            seen.setdefault(name, g)
+        lengths = {name: len(parameters[name]) for name in group if isinstance(parameters.get(name), list)}
+        if ok and len(set(lengths.values())) > 1:
+            described = ", ".join(f"{name} has {n:,}" for name, n in lengths.items())
+            out.append(loaded.problem(("run", "grid", "zip", g), f"zipped lists need one length: {described} values; "
+                                      "give them as many values each, or take the parameter out of the group"))
+            ok = False
+        if ok:
+            good.append(group)
+    return good, out
 
 
 def _check_commands_file(loaded: LoadedManifest, refused: set[str]) -> list[Problem]:
