@@ -17,6 +17,7 @@ import typing as t
 
 import yaml
 
+from . import sites
 from .commands_file import MAX_BYTES as MAX_COMMANDS_FILE_BYTES
 from .commands_file import CommandsFile, parse_commands_file
 from .errors import ManifestError, Problem, format_path
@@ -206,7 +207,8 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
             extends chain is broken. Every problem is located.
     """
     sources: list[Source] = []
-    places: list[str] = []  # where each source was read from (reader paths, not labels)
+    places: list[tuple[str, Reader]] = []  # where each source was read from (reader paths, not labels), and by what
+    top = reader  # the manifest's own reader; a site profile, and what it extends, are files here
     seen: list[str] = []
     current = path
     ref: tuple[Source, str] | None = None  # the file and extends value that named `current`
@@ -226,7 +228,7 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
             raise ManifestError([_extends_problem(ref[0], f"cannot read {ref[1]!r} ({reader.label(current)}): {reason}")]) from e
         source = parse_source(reader.label(current), raw)
         sources.append(source)
-        places.append(current)
+        places.append((current, reader))
         base = source.data.get("extends")
         if base is None:
             break
@@ -234,7 +236,10 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
             raise ManifestError([_extends_problem(source, "expected a file path (a non-empty string)")])
         ref = (source, base)
         try:
-            current = reader.resolve(current, base)
+            if sites.is_site(base):  # a profile on this host, whatever reads the manifest (a git revision too)
+                current, reader = sites.site_path(base), FILES
+            else:
+                current = reader.resolve(current, base)
         except OSError as e:
             raise ManifestError([_extends_problem(source, e.strerror or str(e))]) from e
 
@@ -247,19 +252,19 @@ def load_manifest(path: str, *, reader: Reader = FILES) -> LoadedManifest:
         data = {k: v for k, v in data.items() if k not in ("extends", "base")}
         if "base" in sources[0].data:
             data["base"] = sources[0].data["base"]
-    loaded = LoadedManifest(path=reader.label(path), data=data, sources=sources)
+    loaded = LoadedManifest(path=top.label(path), data=data, sources=sources)
     run = data.get("run")
     if isinstance(run, dict) and isinstance(run.get("commands_file"), str) and run["commands_file"]:
-        loaded = loaded._replace(commands_file=_read_commands_file(loaded, places, reader))
+        loaded = loaded._replace(commands_file=_read_commands_file(loaded, places))
     return loaded
 
 
-def _read_commands_file(loaded: LoadedManifest, places: list[str], reader: Reader) -> CommandsFile:
+def _read_commands_file(loaded: LoadedManifest, places: list[tuple[str, Reader]]) -> CommandsFile:
     """run.commands_file, read relative to the file of the chain that names it (as extends).
     A file that cannot be read is a problem at run.commands_file, reported by validate."""
     ref = loaded.data["run"]["commands_file"]
-    including = next(place for source, place in zip(loaded.sources, places, strict=True)
-                     if isinstance(source.data.get("run"), dict) and "commands_file" in source.data["run"])
+    including, reader = next(place for source, place in zip(loaded.sources, places, strict=True)
+                             if isinstance(source.data.get("run"), dict) and "commands_file" in source.data["run"])
     try:
         path = reader.resolve(including, ref)
         raw = reader.read(path, limit=MAX_COMMANDS_FILE_BYTES)

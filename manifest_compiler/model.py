@@ -104,7 +104,7 @@ DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RA
 # --- the resolved manifest -----------------------------------------------------------------
 
 
-class Cluster(t.TypedDict):
+class _ClusterAlways(t.TypedDict):
     account: str | None
     partition: str | None
     qos: str | None
@@ -113,6 +113,19 @@ class Cluster(t.TypedDict):
     scratch: str
     local_tmp: str
     sbatch_options: dict[str, str | bool]
+
+
+class Cluster(_ClusterAlways, total=False):
+    """What a site profile (sites.py) says of the cluster: only where declared, checked by validate
+    (and submit_from by --submit); nothing of the job depends on them."""
+
+    name: str
+    internet: bool
+    account_required: bool
+    max_time: str | int
+    gpu_types: list[str]
+    gpu_counts: list[int]
+    submit_from: str
 
 
 class Bind(t.TypedDict):

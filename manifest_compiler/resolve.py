@@ -267,6 +267,11 @@ def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] =
         "local_tmp": cluster.get("local_tmp", model.DEFAULT_LOCAL_TMP),
         "sbatch_options": {k: scalar_text(v) if v is not True else True for k, v in (cluster.get("sbatch_options") or {}).items()},
     }
+    for fact in ("name", "internet", "account_required", "gpu_types", "gpu_counts", "submit_from"):  # a site profile's
+        if fact in cluster:
+            cluster_out[fact] = cluster[fact]
+    if "max_time" in cluster:
+        cluster_out["max_time"] = format_time(parse_time(cluster["max_time"]))
 
     res = {**model.DEFAULT_RESOURCES, **data["resources"]}
     gpus = res["gpus"]

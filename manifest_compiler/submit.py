@@ -64,6 +64,12 @@ class SubmitError(OperationError):
 def _check(run_dir: Path, resolved: Resolved, *, strict: bool) -> list[str]:
     """The image, the data subsets and the secret files, at the paths the job will use; the warnings to show."""
     warnings: list[str] = []
+    submit_from = resolved["cluster"].get("submit_from")
+    if submit_from:  # Trillium: $HOME is read-only on the compute nodes
+        folder = os.path.realpath(expand(submit_from, cwd=run_dir))
+        if os.path.commonpath([folder, os.path.realpath(run_dir)]) != folder:
+            raise OperationError(f"jobs are submitted from {submit_from} ({folder}) on this cluster (cluster.submit_from), "
+                                 f"and the run folder {run_dir} is outside it: compile with --runs under it, e.g. --runs {submit_from}/runs")
     image = expand(resolved["container"]["image"], cwd=run_dir)
     if not os.path.isfile(image):
         raise OperationError(f"container image not found: {image} (container.image)")

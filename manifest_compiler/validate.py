@@ -588,6 +588,45 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     out += _check_env_names(loaded, data)
     out += _check_launcher(loaded, data, refused)
     out += _check_requeue(loaded, resources, refused)
+    out += _check_cluster_facts(loaded, data, refused)
+    return out
+
+
+def _check_cluster_facts(loaded: LoadedManifest, data: dict[str, t.Any], refused: set[str]) -> list[Problem]:
+    """What the cluster says of itself (cluster.internet, account_required, max_time, gpu_types,
+    gpu_counts; a site profile sets them) against what the manifest asks for."""
+    cluster, resources, run = _mapping(data.get("cluster")), _mapping(data.get("resources")), _mapping(data.get("run"))
+    where = f"on {cluster['name']}" if isinstance(cluster.get("name"), str) else "on this cluster"
+    out: list[Problem] = []
+    modules = cluster.get("modules")
+    proxied = isinstance(modules, list) and any(isinstance(m, str) and m.split("/")[0] == "httpproxy" for m in modules)
+    if cluster.get("internet") is False and "sweep" in run and not proxied:
+        out.append(loaded.problem(("run", "sweep"), f"compute nodes have no internet {where} (cluster.internet: false), so wandb agent "
+                                  "cannot reach the sweep's controller; add httpproxy to cluster.modules where the site has it, "
+                                  "or write the configurations as run.grid with wandb.mode: offline and sync the runs with mcompile sync"))
+    if cluster.get("account_required") is True and not cluster.get("account") and data.get("base") is not True:  # a base is partial
+        own = loaded.sources[0].data  # point at the manifest to change, not at the profile that says it
+        at = ("cluster",) if "cluster" in own or "extends" not in own else ("extends",)
+        out.append(loaded.problem(at, f"jobs are charged to an allocation {where} (cluster.account_required): "
+                                  "set cluster.account, e.g. account: def-yourpi", key=True))
+    limit, time = cluster.get("max_time"), resources.get("time")
+    if limit is not None and time is not None and "cluster.max_time" not in refused and "resources.time" not in refused:
+        try:
+            longest, asked = parse_time(limit), parse_time(time)
+        except (ValueError, TypeError):
+            longest = asked = 0  # the value's own problem is reported where it is
+        if asked > longest:
+            out.append(loaded.problem(("resources", "time"), f"{format_human_time(asked)} is longer than the longest job {where}, "
+                                      f"{format_human_time(longest)} (cluster.max_time); ask for at most that, and requeue "
+                                      "(resources.requeue) to go on in a new job"))
+    kinds, kind = cluster.get("gpu_types"), resources.get("gpu_type")
+    if isinstance(kinds, list) and isinstance(kind, str) and kind not in kinds:
+        out.append(loaded.problem(("resources", "gpu_type"), f"no GPU type {kind!r} {where}; it has {', '.join(map(str, kinds))} "
+                                  "(cluster.gpu_types: add a type there if the cluster has it)"))
+    counts, gpus = cluster.get("gpu_counts"), resources.get("gpus")
+    if isinstance(counts, list) and isinstance(gpus, int) and not isinstance(gpus, bool) and gpus and gpus not in counts:
+        out.append(loaded.problem(("resources", "gpus"), f"{where.removeprefix('on ')} gives {' or '.join(map(str, counts))} GPUs per node "
+                                  f"(cluster.gpu_counts), not {gpus}; ask for one of those"))
     return out
 
 

@@ -42,6 +42,7 @@ BOUNDS = "a bound on the value a unit spells (more than zero, at most 366 days o
 PATHS = "a path rule of the semantic layer (system and reserved targets, normal form, '..', ',' and ':')"
 NAMES = "reserved variable names (SLURM_, MCOMPILE_, APPTAINER, SINGULARITY)"
 GRID = "grid template syntax and its placeholders"
+SITE = "a site profile's facts (extends: site:NAME, read and merged first) against the manifest's request"
 COMMANDS_FILE = "run.commands_file: the file it names is read and checked line by line (a schema sees one file)"
 MCOMPILE_ONLY = {
     "bind-source-colon": PATHS,
@@ -78,6 +79,10 @@ MCOMPILE_ONLY = {
     "grid-zip-parameter-in-two-groups": CROSS_FIELD,
     "grid-zip-unequal-lengths": CROSS_FIELD,
     "grid-zip-unknown-parameter": CROSS_FIELD,
+    "site-account-required": SITE,
+    "site-narval-time-too-long": SITE,
+    "site-no-internet-sweep": SITE,
+    "site-trillium-gpu-count": SITE,
     "launcher-single-two-nodes": CROSS_FIELD,
     "launcher-srun-gpus-not-divisible": CROSS_FIELD,
     "launcher-srun-sweep-and-reserved-env": CROSS_FIELD,
