@@ -200,7 +200,18 @@ class Outputs(t.TypedDict):
     logs: str
 
 
-class Resolved(t.TypedDict):
+class Wandb(t.TypedDict):
+    project: str
+    entity: str | None
+    mode: t.Literal["online", "offline"]
+    group: str | None  # None: <name>-<hash12>, made by the job (the hash is the run folder's name)
+
+
+# What `wandb:` sets in the container (the job sets them; env may not)
+WANDB_NAMES = ("WANDB_RUN_ID", "WANDB_RESUME", "WANDB_RUN_GROUP", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_DIR", "WANDB_MODE")
+
+
+class _ResolvedAlways(t.TypedDict):
     version: int
     name: str
     project: str
@@ -213,3 +224,7 @@ class Resolved(t.TypedDict):
     env: dict[str, str]
     secrets: dict[str, dict[str, str]]
     outputs: Outputs
+
+
+class Resolved(_ResolvedAlways, total=False):
+    wandb: Wandb  # only when the manifest says wandb:

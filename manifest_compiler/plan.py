@@ -97,6 +97,7 @@ class JobPlan(t.NamedTuple):
     processes_per_node: int  # processes each node runs (SLURM tasks, or torchrun's --nproc-per-node)
     world_size: int  # processes of one task, all nodes together
     requeue: model.Requeue | None  # before_end in seconds, max_restarts
+    wandb: model.Wandb | None = None  # W&B for every task (the job sets its variables)
 
     @property
     def distributed(self) -> bool:
@@ -289,6 +290,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         processes_per_node=per_node,
         world_size=model.world_size(launcher, res["nodes"], res["tasks_per_node"], resolved["run"]["processes_per_node"]),
         requeue=requeue,
+        wandb=resolved.get("wandb"),
     )
 
 

@@ -31,7 +31,7 @@ from collections import abc
 from json.encoder import encode_basestring
 
 from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
-from .model import Resolved
+from .model import SCRATCH_TARGET, Resolved
 from .plan import VARIABLE, JobPlan, home_spelled
 from .spool import Spool
 
@@ -469,7 +469,8 @@ def render_job(plan: JobPlan) -> RenderedFiles:
         return survey_tasks(tasks)
 
     def render(template: str, **extra: t.Any) -> bytes:
-        context = {"plan": plan, "ntasks": n, "index_width": INDEX_WIDTH, "shown_tasks": _shown_tasks(tasks), **extra}
+        context = {"plan": plan, "ntasks": n, "index_width": INDEX_WIDTH, "shown_tasks": _shown_tasks(tasks),
+                   "scratch_target": SCRATCH_TARGET, **extra}
         return t.cast(str, env.get_template(template).render(context)).encode()
 
     return RenderedFiles({

@@ -316,7 +316,7 @@ def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] =
     run = _resolve_run(data["run"], gpus, file_commands)
 
     outputs = data.get("outputs") or {}
-    return {
+    resolved: Resolved = {
         "version": data["version"],
         "name": name,
         "project": project,
@@ -333,6 +333,11 @@ def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] =
             "logs": outputs.get("logs", model.default_logs(scratch, project)),
         },
     }
+    if "wandb" in data:  # only when declared: a manifest without it resolves as it always did
+        w = data["wandb"] or {}
+        resolved["wandb"] = {"project": w.get("project", project), "entity": w.get("entity"),
+                             "mode": w.get("mode", "online"), "group": w.get("group")}
+    return resolved
 
 
 def _resolve_requeue(requeue: dict[str, t.Any] | None) -> model.Requeue | None:

@@ -31,6 +31,7 @@ from .model import (
     RESERVED_ENV_PREFIXES,
     SYSTEM_TARGETS,
     SYSTEM_TREES,
+    WANDB_NAMES,
     processes_per_node,
     world_size,
 )
@@ -619,6 +620,12 @@ def _check_cluster_facts(loaded: LoadedManifest, data: dict[str, t.Any], refused
             out.append(loaded.problem(("resources", "time"), f"{format_human_time(asked)} is longer than the longest job {where}, "
                                       f"{format_human_time(longest)} (cluster.max_time); ask for at most that, and requeue "
                                       "(resources.requeue) to go on in a new job"))
+    wandb = data.get("wandb")
+    if isinstance(wandb, dict) and cluster.get("internet") is False and wandb.get("mode", "online") == "online" and not proxied:
+        spot: tuple[str, ...] = ("wandb", "mode") if "mode" in wandb else ("wandb",)
+        out.append(loaded.problem(spot, f"compute nodes have no internet {where} (cluster.internet: false): online W&B logging would "
+                                  "hang until the time limit; write wandb.mode: offline (then mcompile sync RUN uploads the runs), "
+                                  "or add httpproxy to cluster.modules where the site has it", key="mode" not in wandb, level="warning"))
     kinds, kind = cluster.get("gpu_types"), resources.get("gpu_type")
     if isinstance(kinds, list) and isinstance(kind, str) and kind not in kinds:
         out.append(loaded.problem(("resources", "gpu_type"), f"no GPU type {kind!r} {where}; it has {', '.join(map(str, kinds))} "
@@ -881,7 +888,11 @@ def _check_env_names(loaded: LoadedManifest, data: dict[str, t.Any]) -> list[Pro
     for name, value in env.items():
         if not isinstance(name, str) or name in secrets:
             continue
-        if _SECRET_NAME.search(name):
+        if "wandb" in data and (name in WANDB_NAMES or name == "WANDB_API_KEY"):
+            message = ("W&B's API key comes only through secrets: write secrets: {WANDB_API_KEY: {file: ~/.wandb_api_key}}"
+                       if name == "WANDB_API_KEY" else f"{name} is set by wandb: (one W&B run a task); remove it from env")
+            out.append(loaded.problem(("env", name), message, key=True))
+        elif _SECRET_NAME.search(name):
             out.append(loaded.problem(("env", name), _secret_in_env_message(name), key=True, level="warning"))
         elif isinstance(value, str) and (expansion := _first_expansion(value)):
             out.append(loaded.problem(("env", name), _literal_env_message(name, value, expansion), level="warning"))
