@@ -434,20 +434,28 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
-    from .submit import by_hand_command
+    from .submit import by_hand_code, by_hand_command, by_hand_image
     from .write import content_hash
 
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
     archives = stage_archives(resolved, progress=_note)
-    if not archives:
-        _note("nothing to stage (data.stage is not archive)")
+    exports = [a.export for a in archives]
+    code = by_hand_code(resolved, args.file)
+    if not archives and not code:
+        _note("nothing to stage (data.stage is not archive, no code:)")
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    if code:
+        for warning in code.warnings:
+            _note(f"warning: {warning}")
+        print(f"{'built' if code.built else 'reused'} code {code.sha256} {code.path}")
+        exports += code.exports
+    exports += by_hand_image(resolved)
     make_log_folder(resolved, unset_ok=True)  # one whose variables are not set here is left to the job
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
-    _note(f"by hand, submit with: {by_hand_command(run, resolved, archives)}")
+    _note(f"by hand, submit with: {by_hand_command(run, resolved, exports)}")
     if not (run / "job.sbatch").is_file():
         _note(f"{run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""))

@@ -12,6 +12,7 @@
       manifest.yaml       the manifest as written        } the record: kept beside the run,
       extends/<i>-<file>  each file it extends           } outside its hash
       submissions.jsonl   one line per sbatch call        }
+      code-repo           code.repo's folder, absolute    }
 
 <hash12> is the first 12 hex digits of a SHA-256 over every generated file (`write`). A run is
 found by its directory, `NAME/HASH12` under the runs folder, or `NAME` (its newest run). This
@@ -43,7 +44,8 @@ PLAN = "plan.txt"
 MANIFEST = "manifest.yaml"
 EXTENDS = "extends/"
 SUBMISSIONS = "submissions.jsonl"
-RECORD_FILES = (MANIFEST, EXTENDS, SUBMISSIONS)  # not part of the run's hash
+CODE_REPO = "code-repo"  # code.repo's folder where the run was first compiled (rerun and exec snapshot it)
+RECORD_FILES = (MANIFEST, EXTENDS, SUBMISSIONS, CODE_REPO)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task

@@ -53,6 +53,21 @@ DEFAULT_CONTAINER_SWITCHES = {"stage_image": True, "cleanenv": True, "contain": 
 DEFAULT_BIND_MODE = "rw"
 DEFAULT_OVERLAY_MODE = "ro"
 DEFAULT_STAGE = "archive"  # data.stage
+DEFAULT_DIRTY = "refuse"  # code.dirty
+DIRTY_MODES = ("refuse", "include", "ignore")
+
+
+def repo_folder(repo: str, base: str) -> str:
+    """code.repo as a folder of the submitting host: `~` expands, and a relative path is
+    relative to `base`, the folder of the manifest file."""
+    import os
+
+    return os.path.normpath(os.path.join(base, os.path.expanduser(repo)))
+
+
+def code_target(workdir: str | None) -> str:
+    """code.target: container.workdir, else /code."""
+    return workdir or CODE_TARGET
 
 
 def gpu_flag(gpu: str, gpus: int) -> str:
@@ -89,6 +104,7 @@ HOME_TARGET = "$HOME"
 DB_TARGET = "/db"
 TMP_TARGET = "/tmp"
 DATA_TARGET = "/data"
+CODE_TARGET = "/code"  # code.target without container.workdir
 OWN_TARGETS = (SCRATCH_TARGET, DB_TARGET, TMP_TARGET)  # a bind or workdir may not take these (nor /data)
 
 # Targets that would break the container if a bind replaced them.
@@ -149,6 +165,12 @@ class Data(t.TypedDict):
     stage: t.Literal["archive", "copy", "bind"]
 
 
+class Code(t.TypedDict):
+    repo: str  # as written: relative to the manifest file, read on the submitting host
+    target: str
+    dirty: t.Literal["refuse", "include", "ignore"]
+
+
 class Requeue(t.TypedDict):
     before_end: int  # seconds (SLURM's --signal unit)
     max_restarts: int
@@ -186,7 +208,7 @@ class Outputs(t.TypedDict):
     logs: str
 
 
-class Resolved(t.TypedDict):
+class _ResolvedAlways(t.TypedDict):
     version: int
     name: str
     project: str
@@ -199,3 +221,7 @@ class Resolved(t.TypedDict):
     env: dict[str, str]
     secrets: dict[str, dict[str, str]]
     outputs: Outputs
+
+
+class Resolved(_ResolvedAlways, total=False):
+    code: Code  # only when declared: resolved.json of a manifest without stays as it was

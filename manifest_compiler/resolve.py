@@ -212,7 +212,7 @@ def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
     run = _resolve_run(data["run"], gpus)
 
     outputs = data.get("outputs") or {}
-    return {
+    resolved: Resolved = {
         "version": data["version"],
         "name": name,
         "project": project,
@@ -229,6 +229,11 @@ def resolve_manifest(data: dict[str, t.Any]) -> Resolved:
             "logs": outputs.get("logs", model.default_logs(scratch, project)),
         },
     }
+    code = data.get("code")
+    if code:
+        resolved["code"] = {"repo": code["repo"], "target": code.get("target", model.code_target(container["workdir"])),
+                            "dirty": code.get("dirty", model.DEFAULT_DIRTY)}
+    return resolved
 
 
 def _resolve_requeue(requeue: dict[str, t.Any] | None) -> model.Requeue | None:
