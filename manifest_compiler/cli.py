@@ -150,8 +150,11 @@ exit status: the task's own; 2 usage error; 3 an operation failed (staging, bash
 example:
   mcompile exec lr-grid --task 0"""),
     "diff": ("what really changes between manifests, runs or git revisions", """\
-A, B: a manifest file, a job directory, or REV:path (a git revision, e.g. main:manifests/exp.yaml).
+A, B: a manifest file, a job directory, REV:path (a git revision, e.g. main:manifests/exp.yaml),
+or RUN@N (the N-th submission of a run, as `mcompile runs RUN` lists them).
 With only A: against the newest compiled run of the same experiment (under --runs).
+Two submitted runs with code: also name the two commits they ran and, when the repository is
+at hand, the files that differ between them (the code differing is a difference: exit 1).
 formats (--format): text; markdown (a table for a pull-request comment); json.
 
 exit status (as diff(1)): 0 the same; 1 different; 2 error
@@ -416,7 +419,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     result = diff_specs(args.a, args.b, runs_dir=args.runs or _runs_default())
     sys.stdout.write(FORMATTER_BY_NAME[args.format](result, use_colour(sys.stdout)))
-    return EXIT_DIFFERENT if result.changes else EXIT_OK  # as diff(1); errors are DiffError, exit 2
+    differs = result.changes or (result.code and result.code.differs)
+    return EXIT_DIFFERENT if differs else EXIT_OK  # as diff(1); errors are DiffError, exit 2
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -695,7 +695,7 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused:
         if target in taken:
             out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
             continue
-        taken[target] = format_path(where)
+        taken[target] = format_path(where) if where != ("code",) else f"code (its default target without container.workdir: {CODE_TARGET})"
     return out
 
 

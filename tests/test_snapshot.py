@@ -212,3 +212,36 @@ def test_a_refused_dirty_tree_queues_and_records_nothing(tmp_path: Path) -> None
     with pytest.raises(SubmitError, match="train.py; commit them"):
         submit_run(run, manifest_path=str(file), scheduler=Scheduler(slurm))
     assert slurm.calls == [] and read_submissions(run) == []
+
+
+def test_runs_and_diff_name_the_commit_each_submission_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from manifest_compiler.cli import main
+    from manifest_compiler.runs import describe_runs
+    from manifest_compiler.runs_formats import FORMATTER_BY_NAME
+
+    repo = make_repo(tmp_path / "repo")
+    file = manifest(tmp_path)
+    runs_dir = tmp_path / "runs"
+    run = compile_manifest(str(file), runs_dir=str(runs_dir)).run.path
+    slurm = FakeSlurm()
+    submit_run(run, manifest_path=str(file), scheduler=Scheduler(slurm))
+    first = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "train.py").write_text("print('v2')\n")
+    git(repo, "commit", "-qam", "two")
+    second = git(repo, "rev-parse", "HEAD").strip()
+    submit_run(run, manifest_path=str(file), scheduler=Scheduler(slurm))
+    records = read_submissions(run)
+    image = records[0]["image"]["sha256"][:12]
+
+    text = FORMATTER_BY_NAME["text"](describe_runs(str(runs_dir), "code", scheduler=Scheduler(slurm)))
+    assert f"    ran code {first[:12]} (snapshot {records[0]['code']['snapshot'][:12]}), image {image}\n" in text
+    assert f"    ran code {second[:12]} (snapshot {records[1]['code']['snapshot'][:12]}), image {image}\n" in text
+
+    assert main(["diff", f"{run}@1", f"{run}@2"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("no changes\n") and f"\ncode\n  {first} → {second} (snapshots " in out
+    assert "\n  1 file differs between the commits: train.py\n" in out
+    assert main(["diff", f"{run}@2", str(run)]) == 0  # the run's latest submission is its second
+    assert f"the same code: {second}" in capsys.readouterr().out
+    assert main(["diff", f"{run}@3", str(run)]) == 2
+    assert capsys.readouterr().err.strip().endswith("the run has 2 recorded submissions")
