@@ -104,9 +104,10 @@ exit status: 0 success; 2 usage error (no such version)
 
 example:
   mcompile schema > experiment.schema.json"""),
-    "stage": ("build or reuse the data archives of a manifest, and print the sbatch line for submitting by hand", f"""\
+    "stage": ("build or reuse the data archives and code snapshot of a manifest, and print the sbatch line for submitting by hand", f"""\
 FILE: the manifest. With data.stage archive, builds (or reuses) one archive per data subset,
-keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout.
+keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout;
+with code:, the code snapshot, as `built|reused code SHA256 PATH`.
 Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
 submits the compiled run by hand with these archives (compile FILE first). With copy or bind
 there is nothing to stage and the line is plain `sbatch job.sbatch`.

@@ -136,7 +136,7 @@ class Preflight:
         if self.code:
             c = self.code
             notes.append(f"code: {'built' if c.built else 'reusing'} snapshot {c.path} of {c.repo} at {c.commit_name}"
-                         + (f" ({c.files:,} files)" if c.built else ""))
+                         + (f" ({c.files:,} file{'s' if c.files != 1 else ''})" if c.built else ""))
         return notes
 
     def options(self, chunk: ChunkPlan, array: str | None) -> list[str]:
