@@ -5,7 +5,7 @@ The code snapshot is a tar of a git work tree's *tracked* files (never untracked
 the SHA-256 of its bytes. Its bytes depend on the files only: entries sorted by path, a
 folder entry before what it holds, owner 0:0 without names, one fixed mtime (1980-01-01, the
 earliest a zip file can hold, so tools that zip the code still work), mode 0644 or 0755 as git
-records it, symbolic links as links; GNU tar format. So the same commit gives the same
+records it, symbolic links as links; GNU tar format, the headers written here (`tar_header`). So the same commit gives the same
 SHA-256 on any machine, from any clone, in any folder.
 
 Which content:
@@ -35,7 +35,6 @@ import hashlib
 import os
 import stat
 import subprocess
-import tarfile
 import threading
 import typing as t
 from pathlib import Path
@@ -282,33 +281,87 @@ def _work_tree_entries(git: _Git, prefix: bytes) -> tuple[list[_Entry], list[byt
     return _with_folders(entries), submodules
 
 
-class _HashingWriter:
-    """A file that hashes what is written to it (tarfile writes through it)."""
+BLOCK = 512
+RECORD = 20 * BLOCK
+_GNU_MAGIC = b"ustar  \0"
+
+
+def _octal(n: int, digits: int) -> bytes:
+    """A number field: octal digits and a NUL, or base-256 when it does not fit (GNU)."""
+    if n < 8 ** (digits - 1):
+        return b"%0*o\0" % (digits - 1, n)
+    out = bytearray(digits)
+    out[0] = 0o200
+    for i in range(digits - 1, 0, -1):
+        out[i] = n & 0xFF
+        n >>= 8
+    return bytes(out)
+
+
+def _field(text: bytes, length: int) -> bytes:
+    return text[:length] + b"\0" * (length - len(text[:length]))
+
+
+def _header(name: bytes, kind: bytes, mode: int, size: int, mtime: int, linkname: bytes = b"") -> bytes:
+    """One 512-byte GNU tar header; owner 0:0 without names."""
+    block = b"".join((
+        _field(name, 100), _octal(mode, 8), _octal(0, 8), _octal(0, 8), _octal(size, 12), _octal(mtime, 12),
+        b" " * 8, kind, _field(linkname, 100), _GNU_MAGIC, b"\0" * 32, b"\0" * 32, b"\0" * 16, b"\0" * 155,
+    ))
+    block += b"\0" * (BLOCK - len(block))
+    checksum = sum(block)
+    return block[:148] + b"%06o\0 " % checksum + block[156:]
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def tar_header(name: bytes, kind: t.Literal["file", "link", "dir"], mode: int, size: int = 0, linkname: bytes = b"") -> bytes:
+    """The header block(s) of one member of a snapshot: GNU format, as Python's tarfile writes it
+    (GNU_FORMAT, owner 0:0 without names, mtime MTIME), a ././@LongLink member first for a link
+    target or a name longer than 100 bytes. Written here, so a snapshot's bytes do not depend on
+    the Python version."""
+    out = b""
+    name += b"/" if kind == "dir" and not name.endswith(b"/") else b""
+    for long, text in ((b"K", linkname), (b"L", name)):
+        if len(text) > 100:
+            payload = text + b"\0"
+            out += _header(b"././@LongLink", long, 0, len(payload), 0) + payload + _padding(len(payload))
+    kinds = {"file": b"0", "link": b"2", "dir": b"5"}
+    return out + _header(name, kinds[kind], mode, size, MTIME, linkname)
+
+
+class _TarWriter:
+    """A snapshot's tar, written straight to a file while it is hashed."""
 
     def __init__(self, fh: t.BinaryIO) -> None:
         self.fh = fh
         self.digest = hashlib.sha256()
         self.offset = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         self.digest.update(data)
+        self.fh.write(data)
         self.offset += len(data)
-        return self.fh.write(data)
 
-    def tell(self) -> int:
-        return self.offset
+    def member(self, entry: _Entry, size: int = 0, content: t.BinaryIO | None = None, linkname: bytes = b"") -> None:
+        """The header, then exactly `size` bytes of `content`, padded to a block."""
+        self.write(tar_header(entry.path, entry.kind, entry.mode, size, linkname))
+        left = size
+        while left:
+            assert content is not None
+            chunk = content.read(min(left, 1 << 20))
+            if not chunk:
+                raise OperationError(f"code: {os.fsdecode(entry.path)} ended early while it was read")
+            self.write(chunk)
+            left -= len(chunk)
+        self.write(_padding(size))
 
-
-def _info(entry: _Entry, size: int = 0, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(os.fsdecode(entry.path))
-    info.type = {"file": tarfile.REGTYPE, "link": tarfile.SYMTYPE, "dir": tarfile.DIRTYPE}[entry.kind]
-    info.mode = entry.mode
-    info.size = size
-    info.linkname = linkname
-    info.mtime = MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+    def close(self) -> None:
+        """The end: two zero blocks, then zeros to a whole record of 20 blocks (as tar writes)."""
+        self.write(b"\0" * (2 * BLOCK))
+        self.write(b"\0" * (-self.offset % RECORD))
 
 
 def _write_snapshot(git: _Git, entries: list[_Entry], target_dir: Path) -> tuple[str, bool, int]:
@@ -318,11 +371,11 @@ def _write_snapshot(git: _Git, entries: list[_Entry], target_dir: Path) -> tuple
     files = sum(1 for e in entries if e.kind != "dir")
     try:
         with open(tmp, "xb") as fh:
-            out = _HashingWriter(fh)
-            with tarfile.open(fileobj=t.cast(t.IO[bytes], out), mode="w", format=tarfile.GNU_FORMAT) as tar, \
-                    _BlobReader(git, blobs) as reader:
+            out = _TarWriter(fh)
+            with _BlobReader(git, blobs) as reader:
                 for entry in entries:
-                    _add(tar, entry, reader)
+                    _add(out, entry, reader)
+            out.close()
             fh.flush()
             os.fsync(fh.fileno())
         digest = out.digest.hexdigest()
@@ -337,24 +390,23 @@ def _write_snapshot(git: _Git, entries: list[_Entry], target_dir: Path) -> tuple
         tmp.unlink(missing_ok=True)
 
 
-def _add(tar: tarfile.TarFile, entry: _Entry, reader: _BlobReader) -> None:
+def _add(out: _TarWriter, entry: _Entry, reader: _BlobReader) -> None:
     if entry.kind == "dir":
-        tar.addfile(_info(entry))
+        out.member(entry)
     elif entry.blob is not None:
         size = reader.next_size(entry.blob)
         if entry.kind == "link":
-            tar.addfile(_info(entry, linkname=os.fsdecode(reader.read(size))))
+            out.member(entry, linkname=reader.read(size))
         else:
-            tar.addfile(_info(entry, size), reader.stream)
+            out.member(entry, size, reader.stream)
         reader.end()
     else:
         assert entry.source is not None
         if entry.kind == "link":
-            tar.addfile(_info(entry, linkname=os.fsdecode(os.readlink(entry.source))))
+            out.member(entry, linkname=os.readlink(entry.source))
             return
         with open(entry.source, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
-            tar.addfile(_info(entry, size), src)
+            out.member(entry, os.fstat(src.fileno()).st_size, src)
 
 
 class _BlobReader:
@@ -368,7 +420,7 @@ class _BlobReader:
 
     def __enter__(self) -> _BlobReader:
         if self.blobs:
-            self.proc = subprocess.Popen(["git", "-C", self.git.folder, "cat-file", "--batch"], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen(["git", "-C", self.git.folder, "cat-file", "--batch"], stdin=subprocess.PIPE, bufsize=1 << 20,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             self.feeder = threading.Thread(target=self._feed, daemon=True)
             self.feeder.start()

@@ -245,3 +245,27 @@ def test_runs_and_diff_name_the_commit_each_submission_ran(tmp_path: Path, capsy
     assert f"the same code: {second}" in capsys.readouterr().out
     assert main(["diff", f"{run}@3", str(run)]) == 2
     assert capsys.readouterr().err.strip().endswith("the run has 2 recorded submissions")
+
+
+@pytest.mark.parametrize(("name", "kind", "mode", "size", "link"), [
+    ("train.py", "file", 0o644, 12, ""),
+    ("bin/run.sh", "file", 0o755, 0, ""),
+    ("pkg", "dir", 0o755, 0, ""),
+    ("a/" + "long-folder-name/" * 8 + "model.py", "file", 0o644, 5, ""),
+    ("a/" + "long-folder-name/" * 6 + "x", "dir", 0o755, 0, ""),  # past 100 bytes with its slash
+    ("latest", "link", 0o777, 0, "../" * 40 + "target.py"),
+    ("données/naïve-😀.py", "file", 0o644, 3, ""),
+    ("huge.bin", "file", 0o644, 9 * 1024**3, ""),  # past 8 GiB: base-256 size
+])
+def test_tar_headers_are_the_bytes_pythons_tarfile_writes(name: str, kind: str, mode: int, size: int, link: str) -> None:
+    """The snapshot writes its own GNU headers (so its bytes do not follow Python's version); on
+    this Python they are tarfile's, byte for byte."""
+    from manifest_compiler.snapshot import tar_header
+
+    info = tarfile.TarInfo(name)
+    info.type = {"file": tarfile.REGTYPE, "link": tarfile.SYMTYPE, "dir": tarfile.DIRTYPE}[kind]
+    info.mode, info.size, info.linkname, info.mtime = mode, size, link, MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    expected = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    assert tar_header(name.encode(), kind, mode, size, link.encode()) == expected  # type: ignore[arg-type]
