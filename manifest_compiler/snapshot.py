@@ -508,10 +508,15 @@ class ImageIdentity:
         return {"path": self.path, "size": self.size, "mtime": self.mtime, "sha256": self.sha256}
 
 
-def image_identity(path: str, *, cache: str | os.PathLike[str] | None = None) -> ImageIdentity:
+HASH_NOTE_BYTES = 256 << 20  # an image at least this large is announced before it is hashed
+
+
+def image_identity(path: str, *, cache: str | os.PathLike[str] | None = None,
+                   progress: t.Callable[[str], None] | None = None) -> ImageIdentity:
     """The image's size, mtime and SHA-256; the hash is cached by path, size, mtime and inode.
 
     `cache`: the cache folder (default: <XDG_CACHE_HOME or ~/.cache>/mcompile/images).
+    `progress` hears when a large image is hashed (once; then the cache answers).
 
     Raises:
         OperationError: the image cannot be read.
@@ -525,6 +530,9 @@ def image_identity(path: str, *, cache: str | os.PathLike[str] | None = None) ->
     note = folder / key if folder else None
     digest = _read_note(note) if note else None
     if digest is None:
+        if progress and st.st_size >= HASH_NOTE_BYTES:
+            progress(f"hashing the image {path} ({st.st_size / (1 << 30):.1f} GiB) once; "
+                     "later submissions take its SHA-256 from the cache while its size, mtime and inode stay")
         digest = _hash_file(path)
         if note is not None:
             try:

@@ -167,7 +167,7 @@ def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progre
         code = snapshot_code(resolved, repo, cwd=run_dir)
         assert code is not None
         warnings += code.warnings
-    image = image_identity(expand(resolved["container"]["image"], cwd=run_dir))
+    image = image_identity(expand(resolved["container"]["image"], cwd=run_dir), progress=progress)
     archives = stage_archives(resolved, cwd=run_dir, progress=progress)
     logs = make_log_folder(resolved, cwd=run_dir)
     assert logs is not None  # without unset_ok, an unset variable raises

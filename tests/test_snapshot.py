@@ -269,3 +269,16 @@ def test_tar_headers_are_the_bytes_pythons_tarfile_writes(name: str, kind: str, 
     info.uname = info.gname = ""
     expected = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
     assert tar_header(name.encode(), kind, mode, size, link.encode()) == expected  # type: ignore[arg-type]
+
+
+def test_a_large_image_is_announced_when_it_is_hashed_and_not_when_the_cache_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest_compiler import snapshot
+
+    monkeypatch.setattr(snapshot, "HASH_NOTE_BYTES", 1000)  # "large" for this test: 1000 bytes, not 256 MiB
+    image = tmp_path / "app.sif"
+    image.write_bytes(b"x" * 1000)
+    heard: list[str] = []
+    image_identity(str(image), cache=tmp_path / "cache", progress=heard.append)
+    image_identity(str(image), cache=tmp_path / "cache", progress=heard.append)
+    assert heard == [f"hashing the image {image} (0.0 GiB) once; later submissions take its SHA-256 from the cache "
+                     "while its size, mtime and inode stay"]
