@@ -167,12 +167,10 @@ def snapshot_code(resolved: Resolved, repo: str, *, cwd: str | os.PathLike[str] 
     warnings: list[str] = []
     mode = code["dirty"]
     if changed and mode == "refuse":
-        shown = ", ".join(changed[:DIRTY_SHOWN]) + (f" and {len(changed) - DIRTY_SHOWN} more" if len(changed) > DIRTY_SHOWN else "")
-        raise OperationError(f"code.repo {top} has uncommitted changes to tracked files: {shown}; commit them, or set "
+        raise OperationError(f"code.repo {top} has uncommitted changes to tracked files: {_listed(changed)}; commit them, or set "
                              "code.dirty: include (take them, the commit reads -dirty) or ignore (take HEAD); nothing was queued")
     if changed and mode == "ignore":
-        warnings.append(f"code: the snapshot is commit {commit[:12]}; uncommitted changes left out: "
-                        + ", ".join(changed[:DIRTY_SHOWN]) + (f" and {len(changed) - DIRTY_SHOWN} more" if len(changed) > DIRTY_SHOWN else ""))
+        warnings.append(f"code: the snapshot is commit {commit[:12]}; uncommitted changes left out: {_listed(changed)}")
     from_tree = not (changed and mode == "include")
     entries, submodules = _head_entries(git, prefix) if from_tree else _work_tree_entries(git, prefix)
     if submodules:
@@ -185,16 +183,21 @@ def snapshot_code(resolved: Resolved, repo: str, *, cwd: str | os.PathLike[str] 
         raise OperationError(f"cannot create {target_dir}: {e.strerror or e}") from e
     _remove_dead_temporaries(target_dir)
     tree_note = target_dir / "trees" / f"{_tree_id(git, prefix)}.{FORMAT}" if from_tree else None
+    folder = os.path.join(top, os.fsdecode(prefix)).rstrip("/") if prefix else top
     if tree_note is not None:
         known = _read_note(tree_note)
         if known and (target_dir / f"{known}.tar").is_file():
-            return CodeSnapshot(top if not prefix else os.path.join(top, os.fsdecode(prefix).rstrip("/")), commit, False,
-                                known, target_dir / f"{known}.tar", False, 0, warnings)
+            return CodeSnapshot(folder, commit, False, known, target_dir / f"{known}.tar", False, 0, warnings)
     digest, built, files = _write_snapshot(git, entries, target_dir)
     if tree_note is not None:
         _write_note(tree_note, digest)
-    return CodeSnapshot(top if not prefix else os.path.join(top, os.fsdecode(prefix).rstrip("/")), commit,
-                        not from_tree, digest, target_dir / f"{digest}.tar", built, files, warnings)
+    return CodeSnapshot(folder, commit, not from_tree, digest, target_dir / f"{digest}.tar", built, files, warnings)
+
+
+def _listed(paths: list[str]) -> str:
+    """The first DIRTY_SHOWN paths, then how many more."""
+    more = len(paths) - DIRTY_SHOWN
+    return ", ".join(paths[:DIRTY_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
 def _split_z(out: bytes) -> list[bytes]:

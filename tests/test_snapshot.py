@@ -282,3 +282,16 @@ def test_a_large_image_is_announced_when_it_is_hashed_and_not_when_the_cache_ans
     image_identity(str(image), cache=tmp_path / "cache", progress=heard.append)
     assert heard == [f"hashing the image {image} (0.0 GiB) once; later submissions take its SHA-256 from the cache "
                      "while its size, mtime and inode stay"]
+
+
+def test_a_refusal_names_ten_changed_files_then_counts_the_rest(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    for i in range(12):
+        (repo / f"m{i:02d}.py").write_text("v1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "more")
+    for i in range(12):
+        (repo / f"m{i:02d}.py").write_text("v2\n")
+    names = ", ".join(f"m{i:02d}.py" for i in range(10))
+    with pytest.raises(OperationError, match=f"tracked files: {names} and 2 more; commit them"):
+        snapshot(tmp_path, repo)
