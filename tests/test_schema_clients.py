@@ -52,6 +52,8 @@ MCOMPILE_ONLY = {
     "bind-target-under-data": PATHS,
     "bind-target-usr": PATHS,
     "bug-bind-target-duplicate": CROSS_FIELD,
+    "code-default-target-taken": CROSS_FIELD,
+    "code-target-system": PATHS,
     "bug-type-float-for-int": YAML,
     "bug-type-float-for-time-minutes": YAML,
     "bug-version-float": YAML,
