@@ -3,6 +3,7 @@ fake scheduler (tests/helpers/fake_slurm.py) records both. The same on a real SL
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
@@ -241,6 +242,9 @@ def test_runs_and_diff_name_the_commit_each_submission_ran(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert out.startswith("no changes\n") and f"\ncode\n  {first} → {second} (snapshots " in out
     assert "\n  1 file differs between the commits: train.py\n" in out
+    assert main(["diff", f"{run}@1", f"{run}@2", "--format", "json"]) == 1
+    code = json.loads(capsys.readouterr().out)["code"]
+    assert (code["a"], code["b"], code["files"], code["differs"]) == (first, second, ["train.py"], True)
     assert main(["diff", f"{run}@2", str(run)]) == 0  # the run's latest submission is its second
     assert f"the same code: {second}" in capsys.readouterr().out
     assert main(["diff", f"{run}@3", str(run)]) == 2
