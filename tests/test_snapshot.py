@@ -299,3 +299,17 @@ def test_a_refusal_names_ten_changed_files_then_counts_the_rest(tmp_path: Path) 
     names = ", ".join(f"m{i:02d}.py" for i in range(10))
     with pytest.raises(OperationError, match=f"tracked files: {names} and 2 more; commit them"):
         snapshot(tmp_path, repo)
+
+
+def test_the_code_is_the_working_directory_at_workdir_and_a_bind_of_its_own_elsewhere(tmp_path: Path) -> None:
+    from manifest_compiler.plan import plan_job
+
+    def targets(**code: str) -> dict[str, str]:
+        file = manifest(tmp_path)
+        text = file.read_text().replace("code: {repo: repo}", "code: {repo: repo" + "".join(f", {k}: {v}" for k, v in code.items()) + "}")
+        file.write_text(text)
+        return {m.target: m.source.rsplit("/", 1)[1] for m in plan_job(resolve_file(str(file))[0]).mounts}
+
+    assert targets()["/work"] == "code" and "workdir" not in targets().values()  # default target: container.workdir
+    both = targets(target="/src")
+    assert both["/src"] == "code" and both["/work"] == "workdir"
