@@ -104,9 +104,10 @@ exit status: 0 success; 2 usage error (no such version)
 
 example:
   mcompile schema > experiment.schema.json"""),
-    "stage": ("build or reuse the data archives of a manifest, and print the sbatch line for submitting by hand", f"""\
+    "stage": ("build or reuse the data archives and code snapshot of a manifest, and print the sbatch line for submitting by hand", f"""\
 FILE: the manifest. With data.stage archive, builds (or reuses) one archive per data subset,
-keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout.
+keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT PATH` on stdout;
+with code:, the code snapshot, as `built|reused code SHA256 PATH`.
 Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
 submits the compiled run by hand with these archives (compile FILE first). With copy or bind
 there is nothing to stage and the line is plain `sbatch job.sbatch`.
@@ -150,8 +151,11 @@ exit status: the task's own; 2 usage error; 3 an operation failed (staging, bash
 example:
   mcompile exec lr-grid --task 0"""),
     "diff": ("what really changes between manifests, runs or git revisions", """\
-A, B: a manifest file, a job directory, or REV:path (a git revision, e.g. main:manifests/exp.yaml).
+A, B: a manifest file, a job directory, REV:path (a git revision, e.g. main:manifests/exp.yaml),
+or RUN@N (the N-th submission of a run, as `mcompile runs RUN` lists them).
 With only A: against the newest compiled run of the same experiment (under --runs).
+Two submitted runs with code: also name the two commits they ran and, when the repository is
+at hand, the files that differ between them (the code differing is a difference: exit 1).
 formats (--format): text; markdown (a table for a pull-request comment); json.
 
 exit status (as diff(1)): 0 the same; 1 different; 2 error
@@ -468,7 +472,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
     result = diff_specs(args.a, args.b, runs_dir=args.runs or _runs_default())
     sys.stdout.write(FORMATTER_BY_NAME[args.format](result, use_colour(sys.stdout)))
-    return EXIT_DIFFERENT if result.changes else EXIT_OK  # as diff(1); errors are DiffError, exit 2
+    differs = result.changes or (result.code and result.code.differs)
+    return EXIT_DIFFERENT if differs else EXIT_OK  # as diff(1); errors are DiffError, exit 2
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -486,20 +491,28 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
-    from .submit import by_hand_command
+    from .submit import by_hand_code, by_hand_command, by_hand_image
     from .write import content_hash
 
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
     archives = stage_archives(resolved, progress=_note)
-    if not archives:
-        _note("nothing to stage (data.stage is not archive)")
+    exports = [a.export for a in archives]
+    code = by_hand_code(resolved, args.file)
+    if not archives and not code:
+        _note("nothing to stage (data.stage is not archive, no code:)")
     for a in archives:
         print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    if code:
+        for warning in code.warnings:
+            _note(f"warning: {warning}")
+        print(f"{'built' if code.built else 'reused'} code {code.sha256} {code.path}")
+        exports += code.exports
+    exports += by_hand_image(resolved)
     make_log_folder(resolved, unset_ok=True)  # one whose variables are not set here is left to the job
     run = Path(args.runs or _runs_default()) / resolved["name"] / content_hash(files)[:12]
-    _note(f"by hand, submit with: {by_hand_command(run, resolved, archives)}")
+    _note(f"by hand, submit with: {by_hand_command(run, resolved, exports)}")
     if not (run / "job.sbatch").is_file():
         _note(f"{run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""))

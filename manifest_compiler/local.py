@@ -2,7 +2,8 @@
 
 The job script sees what SLURM would give it (SLURM_JOB_ID, the array ids, the
 submit directory, a fresh SLURM_TMPDIR) and the archives a submission would name,
-and runs the real container runtime from PATH. So a user can check the image, the
+and the code snapshot (code:, taken again from the recorded repository), and runs the real
+container runtime from PATH. So a user can check the image, the
 binds, the data and the command before queuing hundreds of tasks. Results land in
 `<outputs.dir>/local_<task>`; the log goes to the terminal.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
+from .plan import SUBMISSION_VARIABLES
+from .snapshot import recorded_repo, snapshot_code
 from .stage import Progress, stage_archives
 
 JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
@@ -39,6 +42,14 @@ def run_task_locally(run_dir: Path, task: int, *, progress: Progress | None = No
     env = dict(os.environ)
     for archive in stage_archives(resolved, cwd=run_dir, progress=progress):
         env[archive.variable] = archive.fingerprint
+    for name in SUBMISSION_VARIABLES:  # named here as a submission names them, never taken from this shell
+        env.pop(name, None)
+    code = snapshot_code(resolved, recorded_repo(run_dir), cwd=run_dir) if "code" in resolved else None
+    if code:
+        if progress:
+            for warning in code.warnings:
+                progress(f"warning: {warning}")
+        env.update(code.variables)
     local_tmp = tempfile.mkdtemp(prefix="mcompile-exec-")
     env.update({
         "SLURM_JOB_ID": JOB_ID,

@@ -53,6 +53,21 @@ DEFAULT_CONTAINER_SWITCHES = {"stage_image": True, "cleanenv": True, "contain": 
 DEFAULT_BIND_MODE = "rw"
 DEFAULT_OVERLAY_MODE = "ro"
 DEFAULT_STAGE = "archive"  # data.stage
+DEFAULT_DIRTY = "refuse"  # code.dirty
+DIRTY_MODES = ("refuse", "include", "ignore")
+
+
+def repo_folder(repo: str, base: str) -> str:
+    """code.repo as a folder of the submitting host: `~` expands, and a relative path is
+    relative to `base`, the folder of the manifest file."""
+    import os
+
+    return os.path.normpath(os.path.join(base, os.path.expanduser(repo)))
+
+
+def code_target(workdir: str | None) -> str:
+    """code.target: container.workdir, else /code."""
+    return workdir or CODE_TARGET
 
 
 def gpu_flag(gpu: str, gpus: int) -> str:
@@ -89,6 +104,7 @@ HOME_TARGET = "$HOME"
 DB_TARGET = "/db"
 TMP_TARGET = "/tmp"
 DATA_TARGET = "/data"
+CODE_TARGET = "/code"  # code.target without container.workdir
 OWN_TARGETS = (SCRATCH_TARGET, DB_TARGET, TMP_TARGET)  # a bind or workdir may not take these (nor /data)
 
 # Targets that would break the container if a bind replaced them.
@@ -162,6 +178,12 @@ class Data(t.TypedDict):
     stage: t.Literal["archive", "copy", "bind"]
 
 
+class Code(t.TypedDict):
+    repo: str  # as written: relative to the manifest file, read on the submitting host
+    target: str
+    dirty: t.Literal["refuse", "include", "ignore"]
+
+
 class Requeue(t.TypedDict):
     before_end: int  # seconds (SLURM's --signal unit)
     max_restarts: int
@@ -228,3 +250,4 @@ class _ResolvedAlways(t.TypedDict):
 
 class Resolved(_ResolvedAlways, total=False):
     wandb: Wandb  # only when the manifest says wandb:
+    code: Code  # only when declared: resolved.json of a manifest without stays as it was

@@ -84,14 +84,21 @@ def build_job(path: str) -> tuple[JobPlan, RenderedFiles, LoadedManifest, list[P
 
 
 def record_files(loaded: LoadedManifest) -> dict[str, bytes]:
-    """The manifest as written, each file it extends and its commands file, for the run's record."""
-    from .jobdir import MANIFEST, commands_file_record, extends_record
+    """The manifest as written, each file it extends, its commands file and code.repo's folder, for the run's record."""
+    import os
+
+    from .jobdir import CODE_REPO, MANIFEST, commands_file_record, extends_record
 
     record = {MANIFEST: loaded.sources[0].raw}
     for i, source in enumerate(loaded.sources[1:], start=1):
         record[extends_record(i, source.path)] = source.raw
     if loaded.commands_file is not None:
         record[commands_file_record(loaded.commands_file.path)] = loaded.commands_file.raw
+    code = loaded.data.get("code")
+    if isinstance(code, dict) and isinstance(code.get("repo"), str):
+        from .model import repo_folder
+
+        record[CODE_REPO] = os.fsencode(repo_folder(code["repo"], os.path.dirname(os.path.abspath(loaded.path)))) + b"\n"
     return record
 
 

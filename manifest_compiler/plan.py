@@ -62,6 +62,14 @@ class StageStep(t.NamedTuple):
         return archive_variable(self.position)
 
 
+class CodePlan(t.NamedTuple):
+    """How the code snapshot reaches the task: named by the submission, extracted on every node."""
+
+    target: str  # in the container
+    dest: str  # the task's node-local folder it is extracted into (symbolic)
+    snapshots: str  # <scratch>/<project>/.mcompile/code (symbolic)
+
+
 class JobPlan(t.NamedTuple):
     resolved: Resolved
     compiler_version: str
@@ -87,6 +95,7 @@ class JobPlan(t.NamedTuple):
     mounts: list[Mount]
     staging: list[StageStep]
     archive_dir: str | None
+    code: CodePlan | None  # code: in the manifest
     env: dict[str, str]
     secrets: dict[str, str]  # name -> file (symbolic)
     modules: list[str]
@@ -111,7 +120,20 @@ def archive_dir(resolved: Resolved) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/archives"
 
 
+def code_dir(resolved: Resolved) -> str:
+    """Where code snapshots are kept: <scratch>/<project>/.mcompile/code."""
+    scratch = resolved["cluster"]["scratch"].rstrip("/")
+    return f"{scratch}/{resolved['project']}/.mcompile/code"
+
+
 ARCHIVE_VARIABLE_PREFIX = "MCOMPILE_ARCHIVE_"
+# What a submission names to the job in --export, besides the archives (never secret, never
+# taken from the submitting shell): the code snapshot's SHA-256, its commit, and the image's
+# size and mtime at submission.
+CODE_VARIABLE = "MCOMPILE_CODE"
+CODE_COMMIT_VARIABLE = "MCOMPILE_CODE_COMMIT"
+IMAGE_STAT_VARIABLE = "MCOMPILE_IMAGE_STAT"
+SUBMISSION_VARIABLES = (CODE_VARIABLE, CODE_COMMIT_VARIABLE, IMAGE_STAT_VARIABLE)
 
 
 def archive_variable(index: int) -> str:
@@ -213,7 +235,11 @@ def plan_job(resolved: Resolved) -> JobPlan:
         Mount(f"{local_dir}/db", model.DB_TARGET, "rw", "job", "scratch space for databases", create=True),
         Mount(f"{local_dir}/tmp", model.TMP_TARGET, "rw", "job", "a real /tmp on node-local disk", create=True),
     ]
-    if c["workdir"]:
+    code = None
+    if "code" in resolved:
+        code = CodePlan(resolved["code"]["target"], f"{local_dir}/code", code_dir(resolved))
+        mounts.append(Mount(code.dest, code.target, "rw", "job", "code snapshot of code.repo, taken at submit (writable)"))
+    if c["workdir"] and not (code and code.target == c["workdir"]):
         mounts.append(Mount(f"{local_dir}/workdir", c["workdir"], "rw", "job", "empty working directory", create=True))
 
     staging: list[StageStep] = []
@@ -280,6 +306,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         mounts=mounts,
         staging=staging,
         archive_dir=archive_dir(resolved) if data and data["stage"] == "archive" else None,
+        code=code,
         env=resolved["env"],
         secrets=secrets,
         modules=cluster["modules"],
@@ -332,6 +359,8 @@ def _required_vars(resolved: Resolved) -> list[tuple[str, str]]:
         fields.append(("data.root", resolved["data"]["root"]))
         if resolved["data"]["stage"] == "archive":
             fields.append(("cluster.scratch", archive_dir(resolved)))
+    if "code" in resolved:
+        fields.append(("cluster.scratch", code_dir(resolved)))
     for i, bind in enumerate(resolved["container"]["binds"]):
         fields.append((f"container.binds[{i}].source", bind["source"]))
     for i, overlay in enumerate(resolved["container"].get("overlay", [])):

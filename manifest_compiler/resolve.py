@@ -337,6 +337,10 @@ def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] =
         w = data["wandb"] or {}
         resolved["wandb"] = {"project": w.get("project", project), "entity": w.get("entity"),
                              "mode": w.get("mode", "online"), "group": w.get("group")}
+    code = data.get("code")
+    if code:
+        resolved["code"] = {"repo": code["repo"], "target": code.get("target", model.code_target(container["workdir"])),
+                            "dirty": code.get("dirty", model.DEFAULT_DIRTY)}
     return resolved
 
 

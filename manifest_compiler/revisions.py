@@ -34,6 +34,16 @@ def git(args: list[str]) -> bytes:
     return proc.stdout
 
 
+def changed_files(repo: str, a: str, b: str) -> list[str]:
+    """The files that differ between commits `a` and `b` of the repository at `repo`.
+
+    Raises:
+        RevisionError: git fails: not a repository here, or a commit it does not hold.
+    """
+    out = git(["-C", repo, "diff", "--name-only", "-z", "--no-renames", a, b, "--"])
+    return [os.fsdecode(p) for p in out.split(b"\0") if p]
+
+
 def _repo_path(path: str, prefix: str) -> str | None:
     """`path` relative to the repository root (git's reading of REV:path); None outside it."""
     if path.startswith(("./", "../")) or path in (".", ".."):

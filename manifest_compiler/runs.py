@@ -196,6 +196,8 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
                            for task, job, s in attempts
                            if s and s.state.split()[0] != "COMPLETED" and s.state.split()[0] not in ACTIVE_STATES],
                 "log": sub.chunks[0].log,
+                "code": sub.chunks[0].record.get("code"),  # None: no code: (or recorded before it existed)
+                "image": sub.chunks[0].record.get("image"),
             })
         out.append(entry)
     return RunsListing(runs_dir, os.path.isdir(runs_dir), bool(spec), out)

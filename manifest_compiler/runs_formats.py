@@ -52,6 +52,9 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             else:
                 jobs = "jobs " + ", ".join(f"{j['job_id']} (tasks {j['tasks']})" for j in s["jobs"])
             lines.append(f"  {jobs}{what}  submitted {s['time']}  {states}")
+            ran = _ran(s)
+            if ran:
+                lines.append(f"    ran {ran}")
             for f in s["failed"]:
                 task = "" if f["task"] is None else f" task {f['task']}"
                 lines.append(f"    {f['state']}{task} exit code {f['exit_code'] or '?'}")
@@ -88,6 +91,18 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             if any(is_failed(row.state) for row in rows):
                 lines.append(f"  rerun the failed ones: mcompile rerun {r['run']} --failed")
     return "\n".join(lines) + "\n"
+
+
+def _ran(submission: dict[str, t.Any]) -> str:
+    """What a submission ran: its code's commit (and snapshot) and its image's SHA-256, as recorded."""
+    parts = []
+    code, image = submission.get("code"), submission.get("image")
+    if isinstance(code, dict):
+        commit = str(code.get("commit", "?"))[:12] + ("-dirty" if code.get("dirty") else "")
+        parts.append(f"code {commit} (snapshot {str(code.get('snapshot', '?'))[:12]})")
+    if isinstance(image, dict):
+        parts.append(f"image {str(image.get('sha256', '?'))[:12]}")
+    return ", ".join(parts)
 
 
 def _text(listing: RunsListing) -> str:

@@ -7,7 +7,9 @@ queued. The chunks of one `--submit` or `rerun` share a `submission` key. A line
     {"job_id": "123", "time": "<ISO-8601 UTC>", "user": .., "host": .., "sbatch": [argv],
      "cwd": <run directory>, "manifest_sha256": .., "git": {"commit": .., "dirty": ..} | null,
      "submission": <key>, "kind": "submit" | "rerun", "offset": <first task of the array>,
-     "array": <--array value> | null, "tasks": "0-8", "ntasks": 9, "planned": "0-24"}
+     "array": <--array value> | null, "tasks": "0-8", "ntasks": 9, "planned": "0-24",
+     "code": {"commit": .., "dirty": .., "snapshot": <sha256>, "repo": <folder>} | null (no code:),
+     "image": {"path": .., "size": .., "mtime": <s>, "sha256": ..}}
 
 Task numbers are the run's own (a chunk's array index plus its `offset`). Lines written
 before chunking have only the first keys: each is a whole-run submission of its own.
@@ -74,9 +76,12 @@ def new_key() -> str:
 
 
 def chunk_record(*, job_id: str, sbatch: list[str], run_dir: Path, manifest_sha256: str, git: dict[str, t.Any] | None,
-                 key: str, kind: str, offset: int, array: str | None, tasks: t.Sequence[int], planned: t.Sequence[int]) -> dict[str, t.Any]:
+                 key: str, kind: str, offset: int, array: str | None, tasks: t.Sequence[int], planned: t.Sequence[int],
+                 code: dict[str, t.Any] | None = None, image: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
     """The line of a chunk just queued, stamped with the time, the user and the host."""
     return {
+        "code": code,
+        "image": image,
         "job_id": job_id,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "user": getpass.getuser(),

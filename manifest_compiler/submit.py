@@ -32,10 +32,19 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, MANIFEST, read_resolved
-from .model import Resolved
-from .plan import ARCHIVE_VARIABLE_PREFIX, job_name, log_file_pattern, runtime_paths, slurm_log_file
+from .model import Resolved, repo_folder
+from .plan import (
+    ARCHIVE_VARIABLE_PREFIX,
+    IMAGE_STAT_VARIABLE,
+    SUBMISSION_VARIABLES,
+    job_name,
+    log_file_pattern,
+    runtime_paths,
+    slurm_log_file,
+)
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
 from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
+from .snapshot import CodeSnapshot, ImageIdentity, image_identity, recorded_repo, snapshot_code
 from .stage import Archive, Progress, check_subset, expand, make_log_folder, stage_archives
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
@@ -109,6 +118,8 @@ class Preflight:
 
     warnings: list[str]
     archives: list[Archive]  # built or reused
+    code: CodeSnapshot | None  # code: made or found
+    image: ImageIdentity  # the image as submitted: the job refuses another
     logs: str  # the log folder, created; a % in it doubled (sbatch expands %x patterns)
     log_file: str  # the --output file of the first array
     slurm_log: str  # SLURM's own messages of a later array (its tasks log themselves)
@@ -119,45 +130,93 @@ class Preflight:
             return [f"--output={self.logs}/{self.slurm_log}", "--open-mode=append"]
         return [f"--output={self.logs}/{self.log_file}"]
 
+    @property
+    def exports(self) -> list[str]:
+        """What the submission names to the job (--export): archives, code snapshot, image; nothing secret."""
+        code = self.code.exports if self.code else []
+        return [*(a.export for a in self.archives), *code, f"{IMAGE_STAT_VARIABLE}={self.image.stat}"]
+
+    def notes(self) -> list[str]:
+        """What pre-flight made ready, for the user."""
+        notes = [f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in self.archives]
+        if self.code:
+            c = self.code
+            notes.append(f"code: {'built' if c.built else 'reusing'} snapshot {c.path} of {c.repo} at {c.commit_name}"
+                         + (f" ({c.files:,} file{'s' if c.files != 1 else ''})" if c.built else ""))
+        return notes
+
     def options(self, chunk: ChunkPlan, array: str | None) -> list[str]:
         """The sbatch options of one chunk (`array`: its --array, None for a single job)."""
-        exports = ["ALL", *(a.export for a in self.archives), f"{TASK_OFFSET_VARIABLE}={chunk.offset}"]
+        exports = ["ALL", *self.exports, f"{TASK_OFFSET_VARIABLE}={chunk.offset}"]
         options = ["--export=" + ",".join(exports), *self.log_options(chunk)]
         if array is not None:
             options.append(f"--array={array}")
         return options
 
 
-def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progress: Progress | None = None) -> Preflight:
-    """Check what the job will need, then build or reuse its archives and create the log folder.
+def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progress: Progress | None = None,
+              repo: str | None = None) -> Preflight:
+    """Check what the job will need, then snapshot the code, identify the image, build or reuse
+    the archives and create the log folder.
 
     With `strict`, a secret file readable by others is refused, not only warned about.
-    `progress` hears of archives being built.
+    `progress` hears of archives being built. `repo`: code.repo's folder (with code:).
 
     Raises:
-        OperationError: something the job needs is missing; nothing was queued.
+        OperationError: something the job needs is missing, or the code is refused; nothing was queued.
     """
     warnings = _check(run_dir, resolved, strict=strict)
+    code = None
+    if "code" in resolved:
+        if repo is None:
+            raise OperationError("code: no repository folder to snapshot")
+        code = snapshot_code(resolved, repo, cwd=run_dir)
+        assert code is not None
+        warnings += code.warnings
+    image = image_identity(expand(resolved["container"]["image"], cwd=run_dir), progress=progress)
     archives = stage_archives(resolved, cwd=run_dir, progress=progress)
     logs = make_log_folder(resolved, cwd=run_dir)
     assert logs is not None  # without unset_ok, an unset variable raises
     # % in the folder (also from a variable's value) and the name is doubled: sbatch expands %x patterns
-    return Preflight(warnings, archives, logs.replace("%", "%%"), log_file_pattern(resolved),
+    return Preflight(warnings, archives, code, image, logs.replace("%", "%%"), log_file_pattern(resolved),
                      slurm_log_file(resolved["name"].replace("%", "%%"), "%A"))
 
 
-def by_hand_command(run_dir: Path, resolved: Resolved, archives: list[Archive]) -> str:
-    """The shell line that submits the run by hand as --submit would (the job finds its log itself).
+def by_hand_command(run_dir: Path, resolved: Resolved, exports: list[str]) -> str:
+    """The shell line that submits the run by hand as --submit would (the job finds its log itself),
+    naming `exports` (archives, code snapshot, image: `Preflight.exports`) to the job.
 
     sbatch exports the submitting shell's environment: the secrets' variables are left out.
     """
     line = ["sbatch"]
-    if archives:
-        line.append("--export=ALL," + ",".join(a.export for a in archives))
+    if exports:
+        line.append("--export=ALL," + ",".join(exports))
     unset = [arg for name in sorted(resolved["secrets"]) if name in os.environ for arg in ("-u", name)]
     if unset:
         line = ["env", *unset, *line]
     return f"cd {shlex.quote(str(run_dir))} && {shlex.join([*line, JOB_SCRIPT])}"
+
+
+def by_hand_code(resolved: Resolved, manifest_path: str) -> CodeSnapshot | None:
+    """`mcompile stage`: the code snapshot a by-hand submission names (None without code:).
+
+    Raises:
+        OperationError: as `snapshot.snapshot_code`.
+    """
+    if "code" not in resolved:
+        return None
+    return snapshot_code(resolved, repo_folder(resolved["code"]["repo"], os.path.dirname(os.path.abspath(manifest_path))))
+
+
+def by_hand_image(resolved: Resolved) -> list[str]:
+    """`mcompile stage`: the image's identity for the by-hand line; none when the image is not here."""
+    try:
+        image = expand(resolved["container"]["image"])
+    except OperationError:
+        return []
+    if not os.path.isfile(image):
+        return []
+    return [f"{IMAGE_STAT_VARIABLE}={image_identity(image).stat}"]
 
 
 # --- chunks -------------------------------------------------------------------------------
@@ -199,7 +258,7 @@ def _sbatch_env(resolved: Resolved) -> dict[str, str]:
     for name in resolved["secrets"]:
         env.pop(name, None)
     # the submission names these itself; a value left in the submitting shell must not leak in
-    for name in [n for n in env if n == TASK_OFFSET_VARIABLE or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
+    for name in [n for n in env if n in (TASK_OFFSET_VARIABLE, *SUBMISSION_VARIABLES) or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
         env.pop(name)
     return env
 
@@ -239,6 +298,7 @@ class _Request:
     planned: list[int]  # every task this submission means to queue (more when completing)
     key: str  # shared by the chunks of one submission
     manifest_path: str
+    repo: str | None  # code.repo's folder (with code:)
     after: str | None = None  # with max_parallel: the first chunk waits for this job
     notes: list[str] = dataclasses.field(default_factory=list)  # said before the submission's own
 
@@ -262,14 +322,14 @@ def _submit(run_dir: Path, resolved: Resolved, request: _Request, *, strict: boo
 
 def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted, *, strict: bool, scheduler: Scheduler,
            progress: Progress | None) -> None:
-    ready = preflight(run_dir, resolved, strict=strict, progress=progress)
+    ready = preflight(run_dir, resolved, strict=strict, progress=progress, repo=request.repo)
     done.notes.extend(f"warning: {w}" for w in ready.warnings)
     ntasks = len(resolved["run"]["tasks"])
     array = ntasks > 1
     size, note = scheduler.max_array_size() if array else (DEFAULT_MAX_ARRAY_SIZE, None)
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
         done.notes.append(note)
-    done.notes.extend(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in ready.archives)
+    done.notes.extend(ready.notes())
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
     max_parallel = resolved["resources"].get("max_parallel") if array else None
     env = _sbatch_env(resolved)
@@ -298,6 +358,7 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
         job_id = sbatched.job_id
         record = chunk_record(job_id=job_id, sbatch=sbatched.argv, run_dir=run_dir, manifest_sha256=manifest_sha, git=git,
                               key=request.key, kind=request.kind, offset=chunk.offset,
+                              code=ready.code.record() if ready.code else None, image=ready.image.record(),
                               array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned)
         append_record(run_dir, record)
         queued.append((job_id, chunk))
@@ -343,22 +404,23 @@ def submit_run(run_dir: Path, *, manifest_path: str, strict: bool = False, sched
     with _locked(run_dir):
         subs = read_run_submissions(run_dir, ntasks)
         latest = subs[-1] if subs else None
+        repo = repo_folder(resolved["code"]["repo"], os.path.dirname(os.path.abspath(manifest_path))) if "code" in resolved else None
         if latest and latest.missing:
-            request = _completion(latest, manifest_path, resolved, scheduler)
+            request = _completion(latest, manifest_path, repo, resolved, scheduler)
         else:
             everything = list(range(ntasks))
-            request = _Request("submit", everything, everything, new_key(), manifest_path)
+            request = _Request("submit", everything, everything, new_key(), manifest_path, repo)
         return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)
 
 
-def _completion(latest: Submission, manifest_path: str, resolved: Resolved, scheduler: Scheduler) -> _Request:
+def _completion(latest: Submission, manifest_path: str, repo: str | None, resolved: Resolved, scheduler: Scheduler) -> _Request:
     missing = latest.missing
     note = (f"the latest submission ({latest.key}) queued tasks {format_task_spec(latest.queued)} but not "
             f"{format_task_spec(missing)}: queuing only those (submit again afterwards for a whole new submission)")
     last_job = latest.chunks[-1].job_id
     after = last_job if resolved["resources"].get("max_parallel") and scheduler.still_queued(last_job) else None
     kind: t.Literal["submit", "rerun"] = "rerun" if latest.kind == "rerun" else "submit"
-    return _Request(kind, missing, latest.planned, latest.key, manifest_path, after, [note])
+    return _Request(kind, missing, latest.planned, latest.key, manifest_path, repo, after, [note])
 
 
 def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = False, scheduler: Scheduler,
@@ -390,5 +452,6 @@ def rerun(run_dir: Path, *, tasks: str | None, failed: bool, strict: bool = Fals
             never = [r.task for r in rows if r.task in set(chosen) and r.state in (NOT_QUEUED, NOT_SUBMITTED)]
             notes.append(f"rerunning tasks {format_task_spec(chosen)}"
                          + (f" (never queued: {format_task_spec(never)})" if never else ""))
-        request = _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST), notes=notes)
+        repo = recorded_repo(run_dir) if "code" in resolved else None
+        request = _Request("rerun", chosen, chosen, new_key(), str(run_dir / MANIFEST), repo, notes=notes)
         return _submit(run_dir, resolved, request, strict=strict, scheduler=scheduler, progress=progress)

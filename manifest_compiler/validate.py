@@ -20,6 +20,7 @@ from . import SCHEMA_VERSIONS
 from .errors import Problem, format_path
 from .load import LoadedManifest
 from .model import (
+    CODE_TARGET,
     DATA_TARGET,
     DEFAULT_BEFORE_END,
     DEFAULT_LAUNCHER,
@@ -583,7 +584,7 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     if resources.get("gpu_type") is not None and resources.get("gpus", DEFAULT_RESOURCES["gpus"]) == 0:
         out.append(loaded.problem(("resources", "gpu_type"), "gpu_type needs resources.gpus > 0"))
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
-    out += _check_targets(loaded, _mapping(data.get("container")), refused)
+    out += _check_targets(loaded, _mapping(data.get("container")), refused, data.get("code"))
     out += _check_bind_sources(loaded, data, refused)
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
@@ -824,10 +825,17 @@ def _normal_target(target: str) -> str | None:
     return target if posixpath.normpath(target) == target and not target.startswith("//") else None
 
 
-def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused: set[str]) -> list[Problem]:
+def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused: set[str], code: object) -> list[Problem]:
     out: list[Problem] = []
     taken: dict[str, str] = {t: "mcompile's own bind" for t in OWN_TARGETS}
-    candidates: list[tuple[tuple[str | int, ...], object]] = [(("container", "workdir"), container.get("workdir"))]
+    workdir = container.get("workdir")
+    candidates: list[tuple[tuple[str | int, ...], object]] = [(("container", "workdir"), workdir)]
+    if isinstance(code, dict):  # the code's folder; the same as the working directory is one folder, not two binds
+        target = code.get("target")
+        if target is None and not isinstance(workdir, str):
+            candidates.append((("code",), CODE_TARGET))  # the default target, reported at code:
+        elif target != workdir:
+            candidates.append((("code", "target"), target))
     binds = container.get("binds")
     if isinstance(binds, list):
         for i, bind in enumerate(binds):
@@ -852,7 +860,7 @@ def _check_targets(loaded: LoadedManifest, container: dict[str, t.Any], refused:
         if target in taken:
             out.append(loaded.problem(where, f"{target!r} is already the target of {taken[target]}"))
             continue
-        taken[target] = format_path(where)
+        taken[target] = format_path(where) if where != ("code",) else f"code (its default target without container.workdir: {CODE_TARGET})"
     return out
 
 

@@ -138,7 +138,7 @@ def test_stage_prints_the_by_hand_line_and_creates_a_fixed_log_folder(tmp_path: 
     out, err = capsys.readouterr()
     assert (tmp_path / "logs").is_dir() and out == ""
     lines = err.splitlines()
-    assert lines[0] == "mcompile: nothing to stage (data.stage is not archive)"
+    assert lines[0] == "mcompile: nothing to stage (data.stage is not archive, no code:)"
     assert lines[1].startswith("mcompile: by hand, submit with: cd runs/byhand/") and lines[1].endswith(" && env -u API_KEY sbatch job.sbatch")
     run = lines[1].split("cd ", 1)[1].split(" &&")[0]
     assert lines[2] == f"mcompile: {run} is not compiled yet: mcompile compile {manifest}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from manifest_compiler.cli import main
+from manifest_compiler.jobdir import CODE_REPO
 from manifest_compiler.pipeline import compile_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +20,8 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under `folder` but the record of code.repo's folder (an absolute path of this checkout)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CODE_REPO}
 
 
 @pytest.mark.parametrize("manifest", EXAMPLES, ids=lambda p: p.stem)
@@ -29,7 +31,7 @@ def test_golden_job_directory(manifest: Path, tmp_path: Path, update_golden: boo
     golden = GOLDEN / manifest.stem
     if update_golden:
         shutil.rmtree(golden, ignore_errors=True)
-        shutil.copytree(result.run.path.parent, golden)
+        shutil.copytree(result.run.path.parent, golden, ignore=shutil.ignore_patterns(CODE_REPO))
     assert got == tree(golden), f"job directory of {manifest.name} differs from {golden}; review and run pytest --update-golden"
 
 

@@ -333,3 +333,29 @@ def test_a_task_reads_its_read_only_overlays_in_order(tmp_path: Path, cluster_di
     assert proc.returncode == 1
     assert f"mcompile: overlay image not found: {overlays}/labels.sqsh (container.overlay[1].path)" in proc.stderr
     assert len(_calls(stand_in_env)) == 1  # the container never started
+
+
+def test_exec_runs_the_code_of_the_recorded_repository_and_a_missing_snapshot_name_fails_the_job(
+        tmp_path: Path, cluster_dirs: dict[str, Path], stand_in_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """code: (apptainer double): exec snapshots code.repo (recorded at compile) again, and the task runs from it."""
+    from manifest_compiler.cli import main
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "train.py").write_text("import os; open('/scratch_storage/got.txt', 'w').write(os.getcwd() + ' ' + os.environ['MCOMPILE_CODE_COMMIT'])\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "one"], check=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    manifest = _write_manifest(tmp_path, ["python3 train.py"], data={"subsets": ["ds/train"], "stage": "bind"}, code={"repo": "repo"})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    _exec_environment(monkeypatch, stand_in_env, cluster_dirs)
+    monkeypatch.chdir(cluster_dirs["home"])  # exec finds the repository from the run's record, not from here
+    assert main(["exec", str(run), "--task", "0"]) == 0
+    assert (cluster_dirs["scratch"] / "proj" / "jobtest" / "local_0" / "got.txt").read_text() == f"/workdir {head}"
+    # sbatch job.sbatch by hand, without the names a submission gives: the job says what is missing
+    proc = _run_task(run, 0, cluster_dirs, stand_in_env)
+    assert proc.returncode == 1 and "mcompile: code: the submission names no code snapshot (MCOMPILE_CODE)" in proc.stderr
+    capfd.readouterr()

@@ -96,7 +96,7 @@ def test_overlay_names_only_declared_keys() -> None:
     """The complete manifest's required keys (the top-level else) are keys the schema declares."""
     schema = _schema()
     pairs = list(_overlay_pairs(schema["else"], schema, schema["$defs"]))
-    assert len(pairs) == 7  # the top, container, data, resources, run, secrets and a secret
+    assert len(pairs) == 8  # the top, container, data, code, resources, run, secrets and a secret
     for overlay, node in pairs:
         assert set(overlay) <= {"required", "properties", "additionalProperties", "anyOf", "x-expected"}
         for name in overlay.get("required", []):

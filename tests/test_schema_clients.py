@@ -54,6 +54,8 @@ MCOMPILE_ONLY = {
     "bind-target-under-data": PATHS,
     "bind-target-usr": PATHS,
     "bug-bind-target-duplicate": CROSS_FIELD,
+    "code-default-target-taken": CROSS_FIELD,
+    "code-target-system": PATHS,
     "bug-type-float-for-int": YAML,
     "commands-file-missing": COMMANDS_FILE,
     "commands-file-only-comments": COMMANDS_FILE,

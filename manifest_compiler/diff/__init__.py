@@ -25,7 +25,7 @@ if t.TYPE_CHECKING:
     from pathlib import Path
 
     from ..model import Resolved
-    from .model import ManifestDiff
+    from .model import CodeDiff, ManifestDiff
 
 # `compile` sums up the changes since the previous run only up to this many tasks
 # (a side): the comparison holds both task lists in memory. Whole compiles with the
@@ -62,7 +62,35 @@ def diff_specs(a: str, b: str | None, *, runs_dir: str) -> ManifestDiff:
         old = load_run(runs[0], str(runs[0]))
     else:
         old, new = load_side(a, runs_dir=runs_dir), load_side(b, runs_dir=runs_dir)
-    return diff_manifests(old, new)
+    result = diff_manifests(old, new)
+    if old.code and new.code:
+        import dataclasses
+
+        result = dataclasses.replace(result, code=code_diff(old.code, new.code))
+    return result
+
+
+def code_diff(a: dict[str, t.Any], b: dict[str, t.Any]) -> CodeDiff:
+    """The code two submissions ran (their submissions.jsonl `code`); the files that differ
+    between the two commits when B's repository is at hand and holds both."""
+    from ..revisions import RevisionError, changed_files
+    from .model import CodeDiff
+
+    def name(code: dict[str, t.Any]) -> str:
+        return str(code.get("commit")) + ("-dirty" if code.get("dirty") else "")
+
+    files: tuple[str, ...] | None = None
+    note = ""
+    if a.get("snapshot") != b.get("snapshot"):
+        repo = b.get("repo") if isinstance(b.get("repo"), str) else a.get("repo")
+        try:
+            files = tuple(changed_files(str(repo), str(a.get("commit")), str(b.get("commit"))))
+        except RevisionError as e:
+            note = f"files not compared: {e}"
+        else:
+            if a.get("dirty") or b.get("dirty"):
+                note = "uncommitted changes in a -dirty snapshot are not in this list"
+    return CodeDiff(name(a), name(b), str(a.get("snapshot")), str(b.get("snapshot")), files, note)
 
 
 def summary_against_previous(resolved: Resolved, runs_dir: str, exclude: Path | None = None) -> str | None:

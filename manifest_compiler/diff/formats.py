@@ -16,8 +16,10 @@ JSON output (`format_json`), stable; keys sorted, two-space indent::
          "old": "0-12:00:00",           # JSON value in A; null when added
          "new": "1-00:00:00",           # JSON value in B; null when removed
          "impact": "scheduling"}        # results | scheduling
-      ]
-    }
+      ],
+      "code": {"a": "<commit>[-dirty]", "b": .., "a_snapshot": <sha256>, "b_snapshot": ..,
+               "files": [..] | null, "note": "..", "differs": true}   # only when both sides are
+    }                                                    # submitted runs with code: (RUN, RUN@N)
 
 Indices in paths: an added item has its index in B, a removed one its index in A,
 a changed one its index in B. `run.tasks` with kind `reordered` (the same tasks in
@@ -95,6 +97,8 @@ def format_text(result: ManifestDiff, colour: bool = False) -> str:
             last_task = len(lines)
     if hidden:
         lines.insert(last_task, f"  {_more(hidden)}")
+    if result.code:
+        lines += ["", paint("code", "1"), *(f"  {line}" for line in result.code.lines())]
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +122,8 @@ def format_markdown(result: ManifestDiff) -> str:
     """A summary line, both sides, then a table ready for a pull-request comment."""
     head = f"**{result.summary()}**" if result.changes else "**no changes**"
     lines = [head, "", f"{_code(result.a)} → {_code(result.b)}"]
+    if result.code:
+        lines += ["", *(f"code: {_cell(line)}" for line in result.code.lines())]
     if not result.changes:
         return "\n".join(lines) + "\n"
     lines += ["", "| section | change | old | new | kind |", "| --- | --- | --- | --- | --- |"]
@@ -143,6 +149,8 @@ def format_json(result: ManifestDiff) -> str:
                     "scheduling": result.scheduling, "text": result.summary()},
         "changes": [c.as_dict() for c in result.changes],
     }
+    if result.code:
+        doc["code"] = result.code.as_dict()
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -27,6 +27,7 @@ class Side:
     resolved: dict[str, t.Any]  # plain JSON data, as in resolved.json
     kind: t.Literal["manifest", "run", "revision"]
     run_dir: Path | None = None  # the job directory, for kind "run"
+    code: dict[str, t.Any] | None = None  # a run's code record (submissions.jsonl): of RUN@N, else its latest with one
 
 
 def load_side(spec: str, *, runs_dir: str) -> Side:
@@ -58,6 +59,11 @@ def load_side(spec: str, *, runs_dir: str) -> Side:
     run = _find_run(runs_dir, spec)
     if run is not None:
         return load_run(run, str(run))
+    base, at, number = spec.rpartition("@")
+    if at and number.isdigit():  # RUN@N: the N-th submission of a run, as `mcompile runs RUN` lists them
+        run = Path(base) if Path(base).is_dir() else _find_run(runs_dir, base)
+        if run is not None:
+            return load_run(run, spec, submission=int(number))
     return _load_manifest(spec, spec)
 
 
@@ -100,14 +106,36 @@ def _load_revision(rev: str, rel: str, label: str) -> Side:
     return _load_manifest(path, label, reader=GitReader(rev), kind="revision")
 
 
-def load_run(run_dir: Path, label: str) -> Side:
-    """A job directory's resolved.json as a side."""
+def load_run(run_dir: Path, label: str, *, submission: int | None = None) -> Side:
+    """A job directory's resolved.json as a side, with the code its latest submission (or
+    submission number `submission`, from 1) ran.
+
+    Raises:
+        DiffError: no resolved.json, or no such submission.
+    """
     from ..jobdir import read_resolved
 
     try:
-        return Side(label, dict(read_resolved(run_dir)), "run", run_dir)
+        resolved = dict(read_resolved(run_dir))
     except OperationError as e:
         raise DiffError(str(e)) from None
+    return Side(label, resolved, "run", run_dir, _submitted_code(run_dir, submission))
+
+
+def _submitted_code(run_dir: Path, number: int | None) -> dict[str, t.Any] | None:
+    from ..jobdir import task_count
+    from ..submissions import read_run_submissions
+
+    subs = read_run_submissions(run_dir, task_count(run_dir))
+    if number is not None:
+        if not 1 <= number <= len(subs):
+            raise DiffError(f"{run_dir}@{number}: the run has {len(subs)} recorded submission{'s' if len(subs) != 1 else ''}")
+        subs = subs[number - 1 : number]
+    for sub in reversed(subs):
+        code = sub.chunks[0].record.get("code")
+        if isinstance(code, dict) and isinstance(code.get("snapshot"), str):
+            return code
+    return None
 
 
 def _same_dir(a: Path, b: Path) -> bool:

@@ -76,7 +76,9 @@ def test_a_run_past_max_array_size_is_three_chained_arrays_and_a_rerun_lands_in_
     assert not any(a.startswith("--dependency") for a in records[0]["sbatch"])
     assert f"--dependency=afterany:{jobs[0]}" in records[1]["sbatch"]
     assert f"--dependency=afterany:{jobs[1]}" in records[2]["sbatch"]
-    assert "--export=ALL,MCOMPILE_TASK_OFFSET=18" in records[2]["sbatch"]
+    image = records[2]["image"]
+    export = f"--export=ALL,MCOMPILE_IMAGE_STAT={image['size']}_{image['mtime']},MCOMPILE_TASK_OFFSET=18"
+    assert export in records[2]["sbatch"]
     assert "--open-mode=append" in records[2]["sbatch"] and "--open-mode=append" not in records[0]["sbatch"]
     _wait(project, run_dir)
 
@@ -108,7 +110,7 @@ def test_a_run_past_max_array_size_is_three_chained_arrays_and_a_rerun_lands_in_
     [job4] = again.stdout.split()
     last = _records(run_dir)[-1]
     assert (last["job_id"], last["kind"], last["offset"], last["array"], last["tasks"]) == (job4, "rerun", 18, "3-5%1", "21-23")
-    assert "--array=3-5%1" in last["sbatch"] and "--export=ALL,MCOMPILE_TASK_OFFSET=18" in last["sbatch"]
+    assert "--array=3-5%1" in last["sbatch"] and export in last["sbatch"]
     project.cluster.wait_gone(job4, timeout=90)
     for task in (21, 22, 23):
         assert (outputs / f"{job4}_{task}" / "task").read_text() == f"{task}\n"

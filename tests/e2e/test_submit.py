@@ -287,7 +287,8 @@ def test_by_hand_an_archive_run_needs_the_line_mcompile_stage_prints(project: Pr
     [line] = [x.split("by hand, submit with: ", 1)[1] for x in staged.stderr.splitlines() if "by hand, submit with: " in x]
     [archive] = staged.stdout.splitlines()
     fingerprint = archive.split()[2]
-    assert line == f"cd {run_dir} && env -u WANDB_API_KEY sbatch --export=ALL,MCOMPILE_ARCHIVE_0={fingerprint} job.sbatch"
+    assert line == (f"cd {run_dir} && env -u WANDB_API_KEY sbatch --export=ALL,MCOMPILE_ARCHIVE_0={fingerprint},"
+                    f"MCOMPILE_IMAGE_STAT={_image_stat(project)} job.sbatch")
     job = _by_hand(project, project.root, line, WANDB_API_KEY=SECRET)
     project.cluster.wait_gone(job, timeout=90)
     for task in range(2):
@@ -307,13 +308,19 @@ def test_by_hand_an_archive_run_needs_the_line_mcompile_stage_prints(project: Pr
     assert nothing.returncode == 0 and "no failed tasks" in nothing.stderr, nothing.stderr
 
 
+def _image_stat(project: Project) -> str:
+    """MCOMPILE_IMAGE_STAT of the project's image: its size and mtime, which the job compares."""
+    st = os.stat(project.scratch / "containers" / "app.sif")
+    return f"{st.st_size}_{st.st_mtime_ns // 10**9}"
+
+
 def test_by_hand_a_run_without_archives_is_plain_sbatch_and_an_own_output_is_kept(project: Project) -> None:
     manifest = project.manifest("plain", {"commands": ["echo single task"]}, data=None)
     proc = project.mcompile("compile", str(manifest), "--runs", str(project.runs))
     run_dir = Path(proc.stdout.strip())
     staged = project.mcompile("stage", str(manifest), "--runs", str(project.runs))
-    assert f"mcompile: by hand, submit with: cd {run_dir} && sbatch job.sbatch\n" in staged.stderr
-    job = _by_hand(project, run_dir, "sbatch job.sbatch")
+    assert f"mcompile: by hand, submit with: cd {run_dir} && sbatch --export=ALL,MCOMPILE_IMAGE_STAT={_image_stat(project)} job.sbatch\n" in staged.stderr
+    job = _by_hand(project, run_dir, "sbatch job.sbatch")  # without the image's stat the job does not compare it
     project.cluster.wait_gone(job)
     log = (project.scratch / "proj" / "hpc_outputs" / f"plain_{job}_0.out").read_text()  # where --submit puts it
     assert "single task" in log and log.rstrip().endswith("mcompile: task 0 exited with status 0"), log

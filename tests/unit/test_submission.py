@@ -4,6 +4,7 @@ and rerun. The same on a real SLURM: tests/e2e/test_submit.py and test_rerun.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,10 @@ def test_a_run_past_max_array_size_is_tested_whole_then_queued_as_chained_arrays
     assert sbatch == ["--test-only"] * 3 + ["--parsable"] * 3  # every array tested before any is queued
     queued = slurm.sbatch("--parsable")
     assert [option(a, "--array") for a in queued] == ["0-8%2", "0-8%2", "0-6%2"]
-    assert [exported(a) for a in queued] == [{"MCOMPILE_TASK_OFFSET": str(offset)} for offset in (0, 9, 18)]
+    st = os.stat(tmp_path / "app.sif")
+    image = f"{st.st_size}_{st.st_mtime_ns // 10**9}"  # the image's size and mtime, which the job compares
+    assert [exported(a) for a in queued] == [{"MCOMPILE_IMAGE_STAT": image, "MCOMPILE_TASK_OFFSET": str(offset)}
+                                             for offset in (0, 9, 18)]
     assert [option(a, "--dependency") for a in queued] == [None, "afterany:100", "afterany:101"]
     assert [option(a, "--output") for a in queued] == [f"{tmp_path}/logs/units_%A_%a.out"] + [f"{tmp_path}/logs/units_%A_slurm.out"] * 2
     assert [a[-1] for a in queued] == ["job.sbatch"] * 3
@@ -193,7 +197,7 @@ def test_rerun_failed_queues_the_failed_tasks_and_those_no_one_knows_of_are_said
         "warning: no state known for tasks 4 (accounting: sacct); they are not rerun; name them with --tasks if they should be",
         "rerunning tasks 1-2", "submitted job 200 (2 tasks: 1-2)"]
     [argv] = slurm.sbatch("--parsable")
-    assert option(argv, "--array") == "1-2" and exported(argv) == {"MCOMPILE_TASK_OFFSET": "0"}
+    assert option(argv, "--array") == "1-2" and exported(argv)["MCOMPILE_TASK_OFFSET"] == "0"
     record = read_submissions(run)[-1]
     assert (record["kind"], record["tasks"], record["planned"], record["job_id"]) == ("rerun", "1-2", "1-2", "200")
 
