@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec", "import")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec", "import", "sync")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -163,6 +163,17 @@ exit status (as diff(1)): 0 the same; 1 different; 2 error
 examples:
   mcompile diff manifests/exp.yaml
   mcompile diff main:manifests/exp.yaml manifests/exp.yaml --format markdown"""),
+    "sync": ("upload a run's offline W&B runs (wandb: {mode: offline}) with wandb sync, each once", """\
+From a host with internet (a login node): finds the run's offline W&B runs under its outputs.dir
+(<jobid>_<task>/wandb/offline-run-*-<hash12>-<task>), runs `wandb sync` over those not uploaded
+yet (or grown since), and records them in the run's wandb-synced.jsonl. The API key is yours
+(wandb login, WANDB_API_KEY), or the manifest's secrets.WANDB_API_KEY file where it is readable.
+
+exit status: 0 uploaded (or nothing new); 2 usage error (no such run, no wandb: section);
+3 wandb missing here, or wandb sync failed (nothing is recorded then)
+
+example:
+  mcompile sync lr-grid --task 3"""),
     "import": ("write a manifest equivalent to a job_submitter.sh command line", """\
 After --: the arguments you gave `bash job_submitter.sh` (the seed scripts), in the directory you
 ran it in: its name is the project, --configs (default experiment_configurations.txt) becomes
@@ -266,10 +277,17 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("submitter_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="job_submitter.sh's arguments")
 
 
+def _sync_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, default=None, metavar="N", help="only this task's W&B runs")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
+    "sync": _sync_arguments,
 }
 
 
@@ -544,6 +562,19 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     return run_task_locally(find_run(args.runs or _runs_default(), args.run), args.task, progress=_note)
 
 
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from .jobdir import find_run, read_resolved
+    from .wandb_sync import sync
+
+    run_dir = find_run(args.runs or _runs_default(), args.run)
+    done = sync(run_dir, read_resolved(run_dir), args.task)
+    for r in done.uploaded:
+        print(f"synced task {r.task}: {r.path}")
+    _note(f"{len(done.uploaded)} W&B run folder(s) uploaded, {len(done.already)} already uploaded"
+          + ("" if done.uploaded or done.already else " (none found under the run's outputs.dir yet)"))
+    return EXIT_OK
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from .errors import OperationError, UsageError
     from .importer import import_invocation
@@ -595,4 +626,5 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "diff": _cmd_diff,
     "exec": _cmd_exec,
     "import": _cmd_import,
+    "sync": _cmd_sync,
 }

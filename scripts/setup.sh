@@ -66,7 +66,7 @@ if [ "$(cat "$torch_venv/.mcompile-requirements" 2>/dev/null)" != "$want" ]; the
   echo "setup: installing $want into $torch_venv (several GB the first time)" >&2
   [ -x "$torch_venv/bin/python" ] || /usr/bin/python3 -m venv "$torch_venv"
   pip_install "$torch_venv/bin/python" -r tests/requirements-torch.txt
-  "$torch_venv/bin/python" -c "import torch, lightning" || { echo "setup: torch or lightning missing after install" >&2; exit 1; }
+  "$torch_venv/bin/python" -c "import torch, lightning, wandb" || { echo "setup: torch, lightning or wandb missing after install" >&2; exit 1; }
   printf '%s' "$want" >"$torch_venv/.mcompile-requirements"
 fi
 
