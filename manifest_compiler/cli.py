@@ -202,6 +202,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mcompile {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (accepted anywhere on the line)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress line on a terminal, only a line a step (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         if only is not None and name != only:
@@ -310,10 +311,11 @@ def _runs_formats() -> t.Iterable[str]:
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
-    """`--debug` may stand anywhere on the line (not after `--`, where it would be a file name)."""
+    """`--debug` and `--quiet` may stand anywhere on the line (not after `--`, where they would be file names)."""
     end = argv.index("--") if "--" in argv else len(argv)
-    kept = [a for a in argv[:end] if a != "--debug"]
-    return [*kept, *argv[end:]], len(kept) != end
+    _Console.quiet = "--quiet" in argv[:end]
+    kept = [a for a in argv[:end] if a not in ("--debug", "--quiet")]
+    return [*kept, *argv[end:]], "--debug" in argv[:end]
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
@@ -406,8 +408,46 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if any(p.level == "error" for p in problems) else EXIT_OK
 
 
-def _note(message: str) -> None:
-    print(f"mcompile: {message}", file=sys.stderr, flush=True)
+class _Console:
+    """stderr: a line a note; and, on a terminal (unless NO_COLOR or --quiet), a live line for a
+    step that runs past MCOMPILE_PROGRESS_AFTER seconds (default 1): done, rate, time left."""
+
+    quiet = False  # --quiet
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._drawn = 0.0
+        self._shown = False
+
+    def __call__(self, message: str) -> None:
+        self._clear()
+        print(f"mcompile: {message}", file=sys.stderr, flush=True)
+
+    def meter(self, what: str, done: int, total: int) -> None:
+        if self.quiet or os.environ.get("NO_COLOR") or not sys.stderr.isatty():
+            return
+        import time
+
+        from .progress import meter_line
+
+        now = time.monotonic()
+        started = self._started.setdefault(what, now)
+        if now - started < float(os.environ.get("MCOMPILE_PROGRESS_AFTER") or 1) or (now - self._drawn < 0.1 and done < total):
+            return
+        import shutil
+
+        self._drawn, self._shown = now, True
+        width = shutil.get_terminal_size().columns - 1
+        sys.stderr.write("\r\x1b[K" + f"mcompile: {meter_line(what, done, total, now - started)}"[:width])
+        sys.stderr.flush()
+
+    def _clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\x1b[K")
+            self._shown = False
+
+
+_note = _Console()
 
 
 def build_scheduler() -> Scheduler:

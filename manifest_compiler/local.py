@@ -19,8 +19,9 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .jobdir import read_resolved
 from .plan import SUBMISSION_VARIABLES
+from .progress import Progress
 from .snapshot import recorded_repo, snapshot_code
-from .stage import Progress, stage_archives
+from .stage import stage_archives
 
 JOB_ID = "local"  # in place of SLURM's job id: outputs go to <outputs.dir>/local_<task>
 

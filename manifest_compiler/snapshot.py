@@ -43,6 +43,7 @@ from .errors import OperationError
 from .jobdir import CODE_REPO
 from .model import Resolved
 from .plan import CODE_COMMIT_VARIABLE, CODE_VARIABLE, code_dir
+from .progress import Meter, meter
 from .stage import expand
 from .write import temporary_tag, writer_died
 
@@ -536,7 +537,7 @@ def image_identity(path: str, *, cache: str | os.PathLike[str] | None = None,
         if progress and st.st_size >= HASH_NOTE_BYTES:
             progress(f"hashing the image {path} ({st.st_size / (1 << 30):.1f} GiB) once; "
                      "later submissions take its SHA-256 from the cache while its size, mtime and inode stay")
-        digest = _hash_file(path)
+        digest = _hash_file(path, meter(progress) if st.st_size >= HASH_NOTE_BYTES else None)
         if note is not None:
             try:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -551,12 +552,16 @@ def _cache_folder() -> Path:
     return Path(base) / "mcompile" / "images"
 
 
-def _hash_file(path: str) -> str:
+def _hash_file(path: str, tick: Meter | None = None) -> str:
     digest = hashlib.sha256()
+    done, total = 0, os.path.getsize(path)
     try:
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
+                done += len(chunk)
+                if tick is not None:  # the printer keeps the pace it shows at
+                    tick(f"hashing {os.path.basename(path)}", done, total)
     except OSError as e:
         raise OperationError(f"container image {path}: cannot read: {e.strerror or e}") from e
     return digest.hexdigest()

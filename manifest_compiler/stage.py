@@ -13,6 +13,7 @@ Nothing here prints: what a long build is doing goes to the `progress` callback 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -25,12 +26,12 @@ from pathlib import Path
 from .errors import OperationError
 from .model import Resolved
 from .plan import VARIABLE, archive_dir, archive_variable, home_spelled, path_vars
+from .progress import Progress, human_bytes, meter
 from .spool import Spool
 from .write import temporary_tag, writer_died
 
 FINGERPRINT_LENGTH = 32  # hex digits in an archive's name
 
-Progress = t.Callable[[str], None]  # told what a long step is doing, a line at a time
 
 
 def expand(path: str, *, cwd: str | os.PathLike[str] | None = None) -> str:
@@ -121,9 +122,10 @@ _LISTED_FIELDS = re.compile(rb"^(.)\S* \S+ +(\d+) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\
 _Summary = tuple[int, int]  # (entries, sum of hash((type, size, mtime))): order-free, O(1) memory
 
 
-def _walk_summary(walk: Spool) -> _Summary:
-    """(type, size, mtime) of each entry of a walk, as `tar -cvv --full-time` lists them in UTC."""
-    total = count = 0
+def _walk_summary(walk: Spool) -> tuple[_Summary, int]:
+    """(type, size, mtime) of each entry of a walk, as `tar -cvv --full-time` lists them in UTC;
+    and about the size of their archive (a header a member and its data in 512-byte blocks)."""
+    total = count = expected = 0
     stamps: dict[bytes, bytes] = {}  # files made together share their second
     for kind, size, seconds, fraction in itertools.chain.from_iterable(map(_WALK_FIELDS.findall, _records(walk))):
         letter, sized = _TAR_TYPE.get(kind, (b"?", False))
@@ -133,7 +135,8 @@ def _walk_summary(walk: Spool) -> _Summary:
         nanoseconds = fraction[:9].rstrip(b"0")  # tar writes no trailing zeros, nor a "." for none
         total += hash((letter, size if sized else b"0", stamp + b"." + nanoseconds if nanoseconds else stamp))
         count += 1
-    return count, total
+        expected += 512 + (-(-int(size) // 512) * 512 if sized else 0)
+    return (count, total), expected + 1024
 
 
 _PIECE = 1 << 20
@@ -215,7 +218,7 @@ def _stage_one(root: Path, subset: str, position: int, target_dir: Path, progres
     started = time.monotonic()
     tmp = target_dir / f".{before.digest}.tar.tmp-{temporary_tag()}"
     try:
-        _build(root, subset, tmp, before)
+        _build(root, subset, tmp, before, progress)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.rename(tmp, final)
@@ -224,11 +227,11 @@ def _stage_one(root: Path, subset: str, position: int, target_dir: Path, progres
     finally:
         tmp.unlink(missing_ok=True)
     if progress:
-        progress(f"archived {subset} in {time.monotonic() - started:.1f} s: {_human(final.stat().st_size)}")
+        progress(f"archived {subset} in {time.monotonic() - started:.1f} s: {human_bytes(final.stat().st_size)}")
     return Archive(subset, position, before.digest, final, built=True)
 
 
-def _build(root: Path, subset: str, tmp: Path, before: Fingerprint) -> None:
+def _build(root: Path, subset: str, tmp: Path, before: Fingerprint, progress: Progress | None = None) -> None:
     """tar the subset into `tmp`, and make sure it holds the data `before` describes.
 
     tar from inside the subset's real folder, naming members <subset>/...: a subset that is a
@@ -244,18 +247,25 @@ def _build(root: Path, subset: str, tmp: Path, before: Fingerprint) -> None:
     """
     import tempfile
 
-    with tempfile.TemporaryFile() as listing:  # a file, not a pipe: tar never waits for us
+    tick = meter(progress)
+    with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as errors:  # files, not pipes: tar never waits
         tar = subprocess.Popen(
             ["tar", "-cvv", "--full-time", "-f", str(tmp), "--sort=name", "--format=gnu", f"--transform=s,^\\.,{subset},S",
              "-C", os.path.realpath(root / subset), "."],
-            stdin=subprocess.DEVNULL, stdout=listing, stderr=subprocess.PIPE, env={**os.environ, **_UTC_C},
+            stdin=subprocess.DEVNULL, stdout=listing, stderr=errors, env={**os.environ, **_UTC_C},
         )
-        assert tar.stderr is not None
-        walked = _walk_summary(before.walk)  # while tar runs
-        errors = tar.stderr.read().decode(errors="replace").strip()
-        tar.stderr.close()
+        walked, expected = _walk_summary(before.walk)  # while tar runs
+        started = time.monotonic()
+        while tick is not None and tar.poll() is None:
+            with contextlib.suppress(OSError):
+                tick(f"archiving {subset}", min(tmp.stat().st_size, expected), expected)
+            time.sleep(0.2)
         if tar.wait() != 0:
-            raise OperationError(f"archiving {subset} failed: {errors or f'tar exited {tar.returncode}'}")
+            errors.seek(0)
+            reason = errors.read().decode(errors="replace").strip()
+            raise OperationError(f"archiving {subset} failed: {reason or f'tar exited {tar.returncode}'}")
+        if tick is not None and time.monotonic() > started:
+            tick(f"archiving {subset}", expected, expected)
         listing.seek(0)
         listed = _listing_summary(listing)
     if listed != walked and fingerprint(root, subset).digest != before.digest:
@@ -292,12 +302,3 @@ def _remove_dead_temporaries(target_dir: Path) -> None:
     for entry in target_dir.glob(".*.tar.tmp-*"):
         if writer_died(entry.name.split(".tar.tmp-", 1)[1]):
             entry.unlink(missing_ok=True)
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"

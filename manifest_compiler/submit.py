@@ -42,10 +42,11 @@ from .plan import (
     runtime_paths,
     slurm_log_file,
 )
+from .progress import Progress
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
 from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
 from .snapshot import CodeSnapshot, ImageIdentity, image_identity, recorded_repo, snapshot_code
-from .stage import Archive, Progress, check_subset, expand, make_log_folder, stage_archives
+from .stage import Archive, check_subset, expand, make_log_folder, stage_archives
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
 
