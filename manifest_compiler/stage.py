@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import time
 import typing as t
@@ -77,6 +78,7 @@ def check_subset(root: Path, subset: str) -> Path:
 _FIND_FORMAT = "%y\\t%s\\t%T@\\t%P\\t%l\\0"
 _UTC_C = {"TZ": "UTC0", "LC_ALL": "C"}  # one time zone for tar's listing, byte order for sort
 _READ = 1 << 16
+_NO_TOOL = "{tool} is not on PATH: staging a data archive needs GNU find, sort and tar (findutils, coreutils, tar)"
 
 
 def fingerprint(root: Path, subset: str) -> Fingerprint:
@@ -90,10 +92,18 @@ def fingerprint(root: Path, subset: str) -> Fingerprint:
     """
     top = check_subset(root, subset)
     env = {**os.environ, **_UTC_C}
-    find = subprocess.Popen(["find", ".", "-printf", _FIND_FORMAT], cwd=os.path.realpath(top), env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        find = subprocess.Popen(["find", ".", "-printf", _FIND_FORMAT], cwd=os.path.realpath(top), env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as e:
+        raise OperationError(_NO_TOOL.format(tool="find")) from e
     assert find.stdout is not None and find.stderr is not None
-    sort = subprocess.Popen(["sort", "-z"], env=env, stdin=find.stdout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        sort = subprocess.Popen(["sort", "-z"], env=env, stdin=find.stdout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except FileNotFoundError as e:
+        find.kill()
+        find.communicate()  # and close its pipes
+        raise OperationError(_NO_TOOL.format(tool="sort")) from e
     assert sort.stdout is not None
     find.stdout.close()  # sort holds it now: find gets SIGPIPE if sort dies
     digest = hashlib.sha256(f"mcompile-archive-v2\0{subset}\0".encode())
@@ -249,6 +259,8 @@ def _build(root: Path, subset: str, tmp: Path, before: Fingerprint, progress: Pr
 
     tick = meter(progress)
     with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as errors:  # files, not pipes: tar never waits
+        if shutil.which("tar", path=os.environ.get("PATH")) is None:
+            raise OperationError(_NO_TOOL.format(tool="tar"))
         tar = subprocess.Popen(
             ["tar", "-cvv", "--full-time", "-f", str(tmp), "--sort=name", "--format=gnu", f"--transform=s,^\\.,{subset},S",
              "-C", os.path.realpath(root / subset), "."],

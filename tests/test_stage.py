@@ -118,3 +118,15 @@ def test_hard_links_fall_back_to_a_second_walk_and_build(tmp_path: Path, monkeyp
     archive = stage._stage_one(tmp_path / "data", "set", 0, archives_folder(tmp_path), None)
     assert archive.built and walks == ["set", "set"]
     assert {"set/f00", "set/f00-hard"} <= set(members(archive.path))
+
+
+@pytest.mark.parametrize("missing", ["find", "sort", "tar"])
+def test_a_missing_tool_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    make_data(tmp_path / "data")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in {"find", "sort", "tar"} - {missing}:
+        os.symlink(subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip(), bin_dir / tool)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(OperationError, match=rf"^{missing} is not on PATH: staging a data archive needs GNU find, sort and tar"):
+        stage._stage_one(tmp_path / "data", "set", 0, archives_folder(tmp_path), None)

@@ -247,9 +247,10 @@ def test_runs_without_accounting_reads_squeue_and_jobcomp(tmp_path: Path, filetx
 
 
 def test_submit_without_sbatch_is_one_clear_line(project: Project) -> None:
-    bin_dir = project.root / "bin"  # a PATH with tar (for staging) but no SLURM
+    bin_dir = project.root / "bin"  # a PATH with find, sort and tar (for staging) but no SLURM
     bin_dir.mkdir()
-    os.symlink(subprocess.run(["which", "tar"], capture_output=True, text=True, check=True).stdout.strip(), bin_dir / "tar")
+    for tool in ("find", "sort", "tar"):
+        os.symlink(subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip(), bin_dir / tool)
     proc = project.mcompile("compile", str(project.manifest("nosb", {"commands": ["true"]})), "--runs", str(project.runs),
                             "--submit", env=project.env(PATH=str(bin_dir)))
     assert proc.returncode == 3
