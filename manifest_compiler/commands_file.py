@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import typing as t
 
-from .errors import Problem
+from .errors import Problem, not_utf8
 
 WHERE = "run.commands_file"  # the path of the file's own problems
 
@@ -52,9 +52,7 @@ def parse_commands_file(path: str, raw: bytes) -> CommandsFile:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        return CommandsFile(path, raw, [], [], [Problem(path, line, col, WHERE, f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8")])
+        return CommandsFile(path, raw, [], [], [not_utf8(path, raw, e, WHERE)])
     if text.startswith("\ufeff"):
         text = text[1:]
     rows = text.split("\n")

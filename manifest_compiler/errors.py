@@ -54,6 +54,13 @@ class Problem(t.NamedTuple):
         return self._asdict()
 
 
+def not_utf8(path: str, raw: bytes, error: UnicodeDecodeError, where: str = "") -> Problem:
+    """The problem of a file that is not UTF-8, at the line and column of its first bad byte."""
+    line = raw.count(b"\n", 0, error.start) + 1
+    col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+    return Problem(path, line, col, where, f"not valid UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8")
+
+
 class McompileError(Exception):
     """Base class of every error mcompile reports to the user."""
 

@@ -20,7 +20,7 @@ import yaml
 from . import sites
 from .commands_file import MAX_BYTES as MAX_COMMANDS_FILE_BYTES
 from .commands_file import CommandsFile, parse_commands_file
-from .errors import ManifestError, Problem, format_path
+from .errors import ManifestError, Problem, format_path, not_utf8
 from .model import RUN_KINDS
 
 try:  # libyaml is ~10x faster; the pure-Python parser gives the same nodes.
@@ -323,11 +323,7 @@ def parse_source(path: str, raw: bytes) -> Source:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ManifestError(
-            [Problem(path, line, col, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8")]
-        ) from None
+        raise ManifestError([not_utf8(path, raw, e)]) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\x00" in text:

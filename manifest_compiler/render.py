@@ -348,33 +348,35 @@ def _spooled_task_list_pieces(survey: TaskBytes, tasks: t.Sequence[str], level: 
     lines where nothing needs escaping, each command through json's encoder otherwise."""
     if len(survey.ends) != len(tasks) + 1:
         raise AssertionError(f"the survey holds {len(survey.ends) - 1} tasks, the document {len(tasks)}")
-    if not tasks:
-        yield "[]"
-        return
-    inner = "\n" + "  " * (level + 1)
-    yield "[" + inner
-    separator = "," + inner
     ends = survey.ends
-    for i, (count, data) in enumerate(_spooled(survey)):
-        if survey.plain[i]:
-            body = '"' + data[:-1].decode().replace("\n", '"' + separator + '"') + '"'
-        else:  # a command with a newline or a character JSON escapes: split at its own offsets
-            first = ends[i * _BATCH]
+
+    def bodies(separator: str) -> t.Iterator[str]:
+        for i, (count, data) in enumerate(_spooled(survey)):
+            if survey.plain[i]:
+                yield '"' + data[:-1].decode().replace("\n", '"' + separator + '"') + '"'
+                continue
+            first = ends[i * _BATCH]  # a command with a newline or a character JSON escapes: split at its own offsets
             lines = (data[ends[k] - first : ends[k + 1] - first - 1].decode() for k in range(i * _BATCH, i * _BATCH + count))
-            body = separator.join(map(encode_basestring, lines))
-        yield (separator if i else "") + body
-    yield "\n" + "  " * level + "]"
+            yield separator.join(map(encode_basestring, lines))
+
+    return _json_list(level, bodies, empty=not tasks)
 
 
 def _list_pieces(items: t.Sequence[t.Any], level: int, encode: t.Callable[[t.Any], str]) -> t.Iterator[str]:
-    if not items:
+    return _json_list(level, lambda separator: (separator.join(map(encode, batch)) for batch in _batches(items)), empty=not items)
+
+
+def _json_list(level: int, bodies: t.Callable[[str], t.Iterable[str]], *, empty: bool) -> t.Iterator[str]:
+    """A JSON list as json.dumps(indent=2) writes it at `level`, from batches of its items, each
+    batch already joined with the separator it is given."""
+    if empty:
         yield "[]"
         return
     inner = "\n" + "  " * (level + 1)
     yield "[" + inner
     separator = "," + inner
-    for i, batch in enumerate(_batches(items)):
-        yield (separator if i else "") + separator.join(map(encode, batch))
+    for i, body in enumerate(bodies(separator)):
+        yield (separator if i else "") + body
     yield "\n" + "  " * level + "]"
 
 
