@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec", "import")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "rerun", "diff", "exec", "import")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -131,6 +131,31 @@ exit status: 0 success; 2 usage error (no such run); 3 a run cannot be read
 examples:
   mcompile runs
   mcompile runs lr-grid --format json"""),
+    "logs": ("print a task's log (every attempt, marked), or the failed tasks' last lines", f"""\
+RUN: {_RUN_ARG}. The logs are found from the run's records (submissions.jsonl): every
+submission of the task (reruns, each array of a run past MaxArraySize) and every attempt in
+them (a requeued task appends to its log; each attempt starts with a line job.sbatch writes),
+oldest first, each under a `==> attempt K of N (job J, restart R): PATH <==` header.
+Without --task: the last lines of each failed task's latest attempt, and a line for each
+queued task that has not started, with squeue's reason (Priority, Resources, Dependency, ...).
+--follow: what the task adds to its log, until it ends (also from before it starts).
+
+exit status: 0 success; 2 usage error (no such run, task or attempt); 3 a run cannot be read
+
+examples:
+  mcompile logs lr-grid
+  mcompile logs lr-grid --task 3 --follow
+  mcompile logs lr-grid --task 3 --attempt 1"""),
+    "cancel": ("cancel a run's queued and running tasks (every array and rerun), and record it", f"""\
+RUN: {_RUN_ARG}. Cancels (scancel) the tasks of every submission of the run still queued or
+running, or with --tasks only these; the cancellation is recorded in the run's cancels.jsonl
+and `runs` shows it. A task that already ended is left as it is.
+
+{_EXIT_CODES}
+
+examples:
+  mcompile cancel lr-grid
+  mcompile cancel lr-grid --tasks 3,7-9"""),
     "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
 RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
 (recorded in the run's submissions.jsonl); prints the job ids on stdout.
@@ -230,6 +255,20 @@ def _runs_arguments(p: argparse.ArgumentParser) -> None:
                    help="json: with RUN, one object per task; without, every run and its submissions")
 
 
+def _logs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, default=None, metavar="N", help="the task's log (default: the failed tasks' last lines)")
+    p.add_argument("--attempt", type=int, default=None, metavar="K", help="with --task: only attempt K (1 is the first)")
+    p.add_argument("--follow", action="store_true", help="with --task: print what the task adds to its log until it ends")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
+def _cancel_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--tasks", default=None, metavar="LIST", help="only these tasks (e.g. 3,7-9); default: every task")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
@@ -265,6 +304,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
+    "logs": _logs_arguments, "cancel": _cancel_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
 }
 
@@ -515,6 +555,29 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from .logs import show_logs
+
+    logs = show_logs(args.runs or _runs_default(), args.run, task=args.task, attempt=args.attempt, follow=args.follow,
+                     scheduler=build_scheduler())
+    sys.stdout.write(logs.text)
+    sys.stdout.flush()
+    for text in logs.follow or ():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from .cancel import cancel_run
+    from .jobdir import find_run
+
+    done = cancel_run(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, scheduler=build_scheduler())
+    for note in done.notes:
+        _note(note)
+    return EXIT_OK
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .jobdir import find_run
     from .submit import rerun
@@ -578,6 +641,8 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "schema": _cmd_schema,
     "stage": _cmd_stage,
     "runs": _cmd_runs,
+    "logs": _cmd_logs,
+    "cancel": _cmd_cancel,
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,

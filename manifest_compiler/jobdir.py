@@ -13,6 +13,7 @@
       extends/<i>-<file>  each file it extends           } outside its hash
       commands_file/<file> run.commands_file, as written }
       submissions.jsonl   one line per sbatch call        }
+      cancels.jsonl       one line per `mcompile cancel`  }
 
 <hash12> is the first 12 hex digits of a SHA-256 over every generated file (`write`). A run is
 found by its directory, `NAME/HASH12` under the runs folder, or `NAME` (its newest run). This
@@ -44,7 +45,8 @@ MANIFEST = "manifest.yaml"
 EXTENDS = "extends/"
 COMMANDS_FILE = "commands_file/"
 SUBMISSIONS = "submissions.jsonl"
-RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS)  # not part of the run's hash
+CANCELS = "cancels.jsonl"
+RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CANCELS)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task

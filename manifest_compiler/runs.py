@@ -15,13 +15,14 @@ apart, so a task submitted twice is not a task restarted once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing as t
 from collections.abc import Iterable
 from pathlib import Path
 
-from .jobdir import find_run, read_run_head, select_runs, task_count
+from .jobdir import CANCELS, find_run, read_run_head, select_runs, task_count
 from .plan import job_name
 from .slurm import ACTIVE_STATES, UNKNOWN, Scheduler, TaskState
 from .submissions import Chunk, Submission, read_run_submissions
@@ -63,6 +64,24 @@ def add_by_hand(subs: dict[Path, list[Submission]], names: dict[Path, str], *, s
         runs_subs.insert(after[-1] + 1 if after else 0, sub)
 
 
+def read_cancels(run: Path) -> list[dict[str, t.Any]]:
+    """The lines of the run's cancels.jsonl (none without one); a torn line is skipped."""
+    try:
+        text = (run / CANCELS).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("tasks"), str):
+            out.append(record)
+    return out
+
+
+
 # --- task states ------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -75,6 +94,7 @@ class TaskRow:
     attempts: int  # times the job of its latest submission started it: 1 + its requeues
     job_id: str | None  # that job
     submissions: int = 0  # sbatch calls that queued it (a rerun is one more)
+    reason: str = ""  # a pending task's: why squeue says it has not started
 
 
 def exit_status(code: str) -> int | None:
@@ -112,11 +132,12 @@ def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> l
                 row = rows[task]
                 row.job_id = chunk.job_id
                 row.state, row.exit_code, row.attempts = (s.state, s.exit_code, s.attempts) if s else (UNKNOWN, "", 0)
+                row.reason = s.reason if s else ""
                 row.submissions += 1
         for task in sub.missing:
             if 0 <= task < ntasks:
                 row = rows[task]
-                row.state, row.exit_code, row.attempts, row.job_id = NOT_QUEUED, "", 0, None
+                row.state, row.exit_code, row.attempts, row.job_id, row.reason = NOT_QUEUED, "", 0, None, ""
     return rows
 
 
@@ -175,7 +196,10 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
             "task_states": _count(r.state for r in rows) if subs[run] else {},
             "submissions": [],
             "task_rows": rows,
+            "cancels": [{"time": c.get("time"), "tasks": c["tasks"], "scancel": c.get("scancel")} for c in read_cancels(run)],
         }
+        if spec:
+            _add_efficiency(entry, run, subs[run], scheduler)
         for sub in subs[run]:
             attempts: list[tuple[int, str, TaskState | None]] = []
             for chunk in sub.chunks:
@@ -199,6 +223,21 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
             })
         out.append(entry)
     return RunsListing(runs_dir, os.path.isdir(runs_dir), bool(spec), out)
+
+
+def _add_efficiency(entry: dict[str, t.Any], run: Path, subs: list[Submission], scheduler: Scheduler) -> None:
+    """`runs RUN`: the figures of each finished task from accounting, the run's summary and advice;
+    `efficiency_available` False where accounting cannot be asked."""
+    from .efficiency import summarise, task_efficiency
+    from .jobdir import read_resolved
+
+    usage = scheduler.usage([c.job_id for s in subs for c in s.chunks]) if subs else []
+    entry["efficiency_available"] = usage is not None
+    figures = task_efficiency([(row.task, row.job_id) for row in entry["task_rows"]], subs, usage or [])
+    entry["task_efficiency"] = figures
+    resources: dict[str, t.Any] = dict(read_resolved(run)["resources"]) if figures else {}
+    entry["efficiency"] = summarise(figures.values(), mem_text=resources.get("mem"), time_text=resources.get("time"),
+                                    cpus_text=str(resources.get("cpus_per_task", "")) or None)
 
 
 def _count(states: Iterable[str]) -> dict[str, int]:

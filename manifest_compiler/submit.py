@@ -271,11 +271,13 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     def options(chunk: ChunkPlan) -> list[str]:
         return ready.options(chunk, chunk.array(max_parallel) if array else None)
 
+    estimate = None
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
-        refusal = scheduler.test_only(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
-        if refusal is not None:
+        tried = scheduler.try_job(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
+        if tried.refusal is not None:
             which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {refusal}; nothing was queued")
+            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {tried.refusal}; nothing was queued")
+        estimate = estimate or tried
 
     try:
         manifest_sha = hashlib.sha256(Path(request.manifest_path).read_bytes()).hexdigest()
@@ -304,6 +306,9 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     if len(chunks) > 1:
         chained = "; each array waits for the one before (max_parallel holds across them)" if max_parallel else ""
         done.notes.append(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
+    if estimate and estimate.start:
+        where = f", {estimate.where}" if estimate.where else ""
+        done.notes.append(f"expected to start around {estimate.start.replace('T', ' ')} (sbatch --test-only{where})")
 
 
 def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: list[tuple[str, ChunkPlan]],
