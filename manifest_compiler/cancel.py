@@ -6,7 +6,12 @@ array indices (`123_[4,7-9]`), in one scancel call. Each cancellation is a JSON 
 run's cancels.jsonl:
 
     {"time": <ISO-8601 UTC>, "user": .., "host": .., "tasks": "0-8" (the run's task numbers),
-     "scancel": ["123", "124_[2-3]"], "refused": <scancel's complaint> | null}
+     "scancel": ["123", "124_[2-3]"], "jobs": [{"job_id": "124", "tasks": "11-12"}, ..],
+     "refused": <scancel's complaint> | null}
+
+SLURM forgets a pending array task cancelled before it was ever split off its array (neither
+squeue nor sacct lists it again): `runs` reads such a task, which SLURM no longer knows, as
+CANCELLED when this record names it.
 
 Nothing here prints.
 """
@@ -23,7 +28,7 @@ from pathlib import Path
 from .errors import OperationError
 from .jobdir import CANCELS, read_run_head, task_count
 from .plan import job_name
-from .runs import add_by_hand, chunk_states
+from .runs import add_by_hand, cancelled_tasks, chunk_states
 from .slurm import ACTIVE_STATES, Scheduler
 from .submissions import read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
@@ -53,14 +58,17 @@ def cancel_run(run: Path, *, tasks: str | None, scheduler: Scheduler) -> Cancell
     states, _ = scheduler.task_states([c.job_id for c in chunks])
     known = {(s.job_id, s.task): s for s in states}
     array = ntasks > 1
+    before = cancelled_tasks(run)  # SLURM may no longer know these: cancelled while pending in their array
     targets: list[str] = []
     cancelled: set[int] = set()
+    by_job: list[dict[str, str]] = []
     for chunk in chunks:
         live = [task for task, s in chunk_states(chunk, known, array=array).items()
-                if task in chosen and (s is None or s.state.split()[0] in ACTIVE_STATES)]
+                if task in chosen and (s.state.split()[0] in ACTIVE_STATES if s else (chunk.job_id, task) not in before)]
         if not live:
             continue
         cancelled.update(live)
+        by_job.append({"job_id": chunk.job_id, "tasks": format_task_spec(live)})
         if not array or set(live) == set(chunk.tasks):
             targets.append(chunk.job_id)
         else:
@@ -76,6 +84,7 @@ def cancel_run(run: Path, *, tasks: str | None, scheduler: Scheduler) -> Cancell
         "host": socket.gethostname(),
         "tasks": format_task_spec(done.tasks),
         "scancel": targets,
+        "jobs": by_job,
         "refused": refused,
     }
     path = run / CANCELS

@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "rerun", "diff", "exec", "import")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "rerun", "diff", "exec", "import")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -156,6 +156,19 @@ and `runs` shows it. A task that already ended is left as it is.
 examples:
   mcompile cancel lr-grid
   mcompile cancel lr-grid --tasks 3,7-9"""),
+    "shell": ("an interactive shell on a compute node, in a task's container, prepared as the batch task is", f"""\
+RUN: {_RUN_ARG}. `srun --pty` with the run's resources (one task on one node; --time, --gpus,
+--mem and --cpus override them) runs the run's own job.sbatch for task N in shell mode: the
+node is prepared as for the task (its folder, the image, the staged data: archives are built
+or reused first, as --submit does), the container gets the same binds, env and secrets file,
+and `bash` runs in it on your terminal instead of the task's command. Leaving the shell
+removes the task's node-local folders, as the batch task does.
+
+exit status: the shell's own (srun's); 2 usage error; 3 an operation failed (pre-flight, srun)
+
+examples:
+  mcompile shell lr-grid
+  mcompile shell lr-grid --task 3 --time 1h --gpus 0"""),
     "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
 RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
 (recorded in the run's submissions.jsonl); prints the job ids on stdout.
@@ -269,6 +282,16 @@ def _cancel_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
 
 
+def _shell_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, default=0, metavar="N", help="the task whose container and data to use (default 0)")
+    p.add_argument("--time", default=None, metavar="TIME", help="instead of the run's time limit (e.g. 1h, 30m)")
+    p.add_argument("--gpus", type=int, default=None, metavar="N", help="instead of the run's GPUs (0: none)")
+    p.add_argument("--mem", default=None, metavar="MEM", help="instead of the run's memory (e.g. 8G)")
+    p.add_argument("--cpus", type=int, default=None, metavar="N", help="instead of the run's CPUs per task")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
@@ -304,7 +327,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
-    "logs": _logs_arguments, "cancel": _cancel_arguments,
+    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
 }
 
@@ -578,6 +601,15 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from .jobdir import find_run
+    from .shell import Overrides, open_shell
+
+    run = find_run(args.runs or _runs_default(), args.run)
+    overrides = Overrides(time=args.time, gpus=args.gpus, mem=args.mem, cpus=args.cpus)
+    return open_shell(run, args.task, overrides, scheduler=build_scheduler(), progress=_note)
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .jobdir import find_run
     from .submit import rerun
@@ -643,6 +675,7 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "runs": _cmd_runs,
     "logs": _cmd_logs,
     "cancel": _cmd_cancel,
+    "shell": _cmd_shell,
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,

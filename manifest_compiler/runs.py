@@ -26,7 +26,7 @@ from .jobdir import CANCELS, find_run, read_run_head, select_runs, task_count
 from .plan import job_name
 from .slurm import ACTIVE_STATES, UNKNOWN, Scheduler, TaskState
 from .submissions import Chunk, Submission, read_run_submissions
-from .tasklist import format_task_spec
+from .tasklist import expand_spec, format_task_spec
 
 # A task whose latest attempt ended so is rerun by `rerun --failed` (as are tasks that never ran).
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
@@ -118,9 +118,22 @@ def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *
     return out
 
 
-def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> list[TaskRow]:
+def cancelled_tasks(run: Path) -> set[tuple[str, int]]:
+    """(job id, task) of every task `mcompile cancel` cancelled in the run (cancels.jsonl)."""
+    out: set[tuple[str, int]] = set()
+    for record in read_cancels(run):
+        for job in record.get("jobs") or []:
+            if isinstance(job, dict) and isinstance(job.get("job_id"), str) and isinstance(job.get("tasks"), str):
+                out.update((job["job_id"], task) for task in expand_spec(job["tasks"]))
+    return out
+
+
+def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState],
+              cancelled: t.AbstractSet[tuple[str, int]] = frozenset()) -> list[TaskRow]:
     """Every task of the run: the state of its latest attempt, how often its latest job started
-    it, and how many submissions queued it."""
+    it, and how many submissions queued it. A task SLURM no longer knows that `cancelled` names
+    (mcompile cancel recorded it) is CANCELLED: SLURM forgets a pending array task cancelled
+    before it was split off its array."""
     known = _by_attempt(states)
     array = ntasks > 1
     rows = [TaskRow(task, NOT_SUBMITTED, "", 0, None) for task in range(ntasks)]
@@ -132,6 +145,8 @@ def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> l
                 row = rows[task]
                 row.job_id = chunk.job_id
                 row.state, row.exit_code, row.attempts = (s.state, s.exit_code, s.attempts) if s else (UNKNOWN, "", 0)
+                if s is None and (chunk.job_id, task) in cancelled:
+                    row.state = "CANCELLED"
                 row.reason = s.reason if s else ""
                 row.submissions += 1
         for task in sub.missing:
@@ -154,7 +169,7 @@ def run_task_rows(run: Path, name: str, *, scheduler: Scheduler) -> tuple[list[T
     add_by_hand(found, {run: name}, scheduler=scheduler)
     subs = found[run]
     states, source = scheduler.task_states([c.job_id for s in subs for c in s.chunks])
-    return task_rows(ntasks, subs, states), subs, source
+    return task_rows(ntasks, subs, states, cancelled_tasks(run)), subs, source
 
 
 # --- the runs command ---------------------------------------------------------------------
@@ -186,7 +201,7 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
     for run in runs:
         ntasks = counts[run]
         # every task's row only where it is shown or counted: one RUN, or a run that was submitted
-        rows = task_rows(ntasks, subs[run], states) if spec or subs[run] else []
+        rows = task_rows(ntasks, subs[run], states, cancelled_tasks(run)) if spec or subs[run] else []
         entry: dict[str, t.Any] = {
             "run": str(run),
             "name": heads[run].name,

@@ -62,6 +62,17 @@ def run_command(argv: list[str], *, cwd: Path | None = None, env: dict[str, str]
     return Reply(proc.returncode, proc.stdout, proc.stderr)
 
 
+class InteractiveRunner(t.Protocol):
+    """Runs one command on this terminal (stdin, stdout, stderr inherited); its exit status."""
+
+    def __call__(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> int: ...
+
+
+def run_on_terminal(argv: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """The real interactive runner."""
+    return subprocess.call(argv, cwd=cwd, env=env)
+
+
 # --- what SLURM gives back ------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -173,8 +184,9 @@ class Scheduler:
     `scontrol show config` is read once per scheduler.
     """
 
-    def __init__(self, runner: Runner = run_command) -> None:
+    def __init__(self, runner: Runner = run_command, interactive_runner: InteractiveRunner | None = None) -> None:
         self._runner = runner
+        self._interactive = interactive_runner or run_on_terminal
         self._config: dict[str, str] | None = None
         self._config_read = False
 
@@ -381,6 +393,19 @@ class Scheduler:
                 else fields.get("JobId", "")
             add(raw, fields.get("WorkDir", ""), fields.get("SubmitTime", ""))
         return found
+
+    # --- interactive -------------------------------------------------------------------------
+
+    def interactive(self, options: list[str], command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+        """`srun --pty OPTIONS COMMAND` on this terminal (srun makes the allocation); its exit status.
+
+        Raises:
+            OperationError: srun is missing.
+        """
+        try:
+            return self._interactive(["srun", "--pty", *options, *command], cwd=cwd, env=env)
+        except FileNotFoundError as e:
+            raise OperationError("srun not found: is this a SLURM login node?") from e
 
     # --- cancelling ---------------------------------------------------------------------------
 

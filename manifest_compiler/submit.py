@@ -188,7 +188,8 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
 
 # --- queuing --------------------------------------------------------------------------------
 
-def _sbatch_env(resolved: Resolved) -> dict[str, str]:
+def job_env(resolved: Resolved) -> dict[str, str]:
+    """The environment sbatch (or srun) exports to the job: this one, less the secrets and what the submission names itself."""
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
@@ -266,7 +267,7 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     done.notes.extend(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in ready.archives)
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
     max_parallel = resolved["resources"].get("max_parallel") if array else None
-    env = _sbatch_env(resolved)
+    env = job_env(resolved)
 
     def options(chunk: ChunkPlan) -> list[str]:
         return ready.options(chunk, chunk.array(max_parallel) if array else None)
