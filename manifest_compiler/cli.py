@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "rerun", "diff", "exec", "import")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "gc", "rerun", "diff", "exec", "import")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -169,6 +169,21 @@ exit status: the shell's own (srun's); 2 usage error; 3 an operation failed (pre
 examples:
   mcompile shell lr-grid
   mcompile shell lr-grid --task 3 --time 1h --gpus 0"""),
+    "gc": ("remove data archives and code snapshots that no run refers to", f"""\
+Looks in the archive folder of every run under --runs (<scratch>/<project>/.mcompile/archives)
+and the code folder beside it (.mcompile/code, where it exists). Keeps an archive that a
+submission of a run under --runs names, or of a run SLURM still has a job queued or running
+for (squeue, by the job's work directory), and one built or reused within the last hour (a
+--submit may be about to queue it) or, with --older-than N, within the last N days. A code
+snapshot is kept when a run's job.sbatch, mounts.json, plan.txt or submissions.jsonl names it.
+Prints each removed file and what was freed; --dry-run removes nothing. When squeue cannot be
+asked, nothing is removed (exit 3).
+
+{_EXIT_CODES}
+
+examples:
+  mcompile gc --dry-run
+  mcompile gc --runs /scratch/$USER/runs --older-than 14"""),
     "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
 RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
 (recorded in the run's submissions.jsonl); prints the job ids on stdout.
@@ -292,6 +307,12 @@ def _shell_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
 
 
+def _gc_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + "; their references are kept")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only what was last built or used more than DAYS ago")
+
+
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
@@ -327,7 +348,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
-    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments,
+    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments, "gc": _gc_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
 }
 
@@ -610,6 +631,22 @@ def _cmd_shell(args: argparse.Namespace) -> int:
     return open_shell(run, args.task, overrides, scheduler=build_scheduler(), progress=_note)
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from .efficiency import human_size
+    from .gc import collect
+
+    done = collect(args.runs or _runs_default(), dry_run=args.dry_run, older_than_days=args.older_than, scheduler=build_scheduler())
+    verb = "would remove" if args.dry_run else "removed"
+    for r in done.removed:
+        print(f"{verb} {r.path} ({human_size(r.size)})")
+    for note in done.notes:
+        _note(note)
+    where = ", ".join(str(f) for f in done.folders) or "no archive folder (no run under --runs stages archives here)"
+    _note(f"{'would free' if args.dry_run else 'freed'} {human_size(done.freed)} in {len(done.removed)} "
+          f"file{'s' if len(done.removed) != 1 else ''}; kept {done.kept} ({where})")
+    return EXIT_OPERATION if done.notes else EXIT_OK
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .jobdir import find_run
     from .submit import rerun
@@ -676,6 +713,7 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "logs": _cmd_logs,
     "cancel": _cmd_cancel,
     "shell": _cmd_shell,
+    "gc": _cmd_gc,
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,

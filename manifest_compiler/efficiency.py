@@ -68,7 +68,7 @@ def human_size(n: float) -> str:
         if n >= factor:
             value = n / factor
             return f"{value:.1f}{unit}".replace(".0" + unit, unit) if value < 10 else f"{math.ceil(value)}{unit}"
-    return f"{int(n)}"
+    return f"{int(n)}B"
 
 
 def human_time(seconds: float) -> str:

@@ -15,6 +15,7 @@ task (queued and running tasks, finished ones the record lacks yet, restart coun
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import re
 import subprocess
 import time
@@ -406,6 +407,19 @@ class Scheduler:
             return self._interactive(["srun", "--pty", *options, *command], cwd=cwd, env=env)
         except FileNotFoundError as e:
             raise OperationError("srun not found: is this a SLURM login node?") from e
+
+    def active_workdirs(self) -> list[str] | None:
+        """Where sbatch ran (the work directory) for every job of this user still queued or running;
+        None when squeue cannot be asked."""
+        out = self._query(["squeue", "-h", "-u", getpass.getuser(), "-O", "JobID:|,WorkDir:|"])
+        if out is None:
+            return None
+        found = []
+        for line in out.splitlines():
+            parts = line.rstrip().rstrip("|").split("|", 1)
+            if len(parts) == 2 and parts[1].strip():
+                found.append(parts[1].strip())
+        return sorted(set(found))
 
     # --- cancelling ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Nothing here prints: what a long build is doing goes to the `progress` callback 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -209,6 +210,10 @@ def _stage_one(root: Path, subset: str, position: int, target_dir: Path, progres
     before = fingerprint(root, subset)
     final = target_dir / f"{before.digest}.tar"
     if final.is_file():
+        # last used now: `mcompile gc` keeps an archive used within its grace period (another
+        # user's archive, read-only here, is used all the same)
+        with contextlib.suppress(OSError):
+            os.utime(final)
         return Archive(subset, position, before.digest, final, built=False)
     if progress:
         progress(f"archiving {subset}: {before.entries - 1:,} files and folders -> {final}")

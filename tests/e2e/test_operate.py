@@ -260,3 +260,52 @@ def test_shell_through_a_pty_runs_in_the_tasks_container_and_cleans_up(project: 
         os.close(primary)
     assert list(local.iterdir()) == []  # the task's node-local folder was removed
     assert [p for p in (project.scratch / "proj" / "hpc_outputs").glob("sh_*")] == []  # no log: the shell is on the terminal
+
+
+def test_gc_keeps_what_a_pending_task_needs_and_frees_the_rest(project: Project) -> None:
+    import os
+
+    manifest = project.manifest("keep", {"commands": ["cat /data/set/part0/rows.txt"]}, cluster={"sbatch_options": LATER})
+    run_dir, job, _ = project.submit(manifest)
+    archives = project.scratch / "proj" / ".mcompile" / "archives"
+    [needed] = list(archives.glob("*.tar"))
+    (project.data / "set" / "part0" / "rows.txt").write_text("newer rows\n")
+    staged = project.mcompile("stage", str(manifest), "--runs", str(project.runs))
+    assert staged.returncode == 0, staged.stderr
+    [newer] = [a for a in archives.glob("*.tar") if a != needed]
+    stale = archives / ("0" * 32 + ".tar")
+    stale.write_bytes(b"x" * 5000)
+    code = project.scratch / "proj" / ".mcompile" / "code"
+    code.mkdir()
+    snapshot = code / "0123456789abcdef.tar"
+    snapshot.write_bytes(b"y" * 3000)
+    week_ago = time.time() - 7 * 86400
+    for path in (needed, stale, snapshot):
+        os.utime(path, (week_ago, week_ago))
+
+    dry = project.mcompile("gc", "--runs", str(project.runs), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert sorted(dry.stdout.splitlines()) == sorted([f"would remove {stale} (4.9K)", f"would remove {snapshot} (2.9K)"]), dry.stdout
+    assert "would free 7.8K in 2 files; kept 2 (" in dry.stderr, dry.stderr
+    assert stale.exists() and snapshot.exists()
+
+    os.utime(newer, (week_ago, week_ago))  # built by hand a week ago, never submitted: no run needs it
+    real = project.mcompile("gc", "--runs", str(project.runs))
+    assert real.returncode == 0, real.stderr
+    assert sorted(line.split(" (")[0] for line in real.stdout.splitlines()) == sorted(
+        f"removed {p}" for p in (newer, stale, snapshot)), real.stdout
+    assert needed.exists() and not newer.exists() and not stale.exists() and not snapshot.exists()
+
+    # the run's folder is not under --runs, but SLURM still has its task queued: its archive stays
+    elsewhere = project.root / "other-runs"
+    elsewhere.mkdir()
+    kept = project.mcompile("gc", "--runs", str(elsewhere))
+    assert kept.returncode == 0 and kept.stdout == "" and needed.exists(), (kept.stdout, kept.stderr)
+    assert "kept 1 (" in kept.stderr, kept.stderr
+    project.cluster.run("scancel", job)
+    project.cluster.wait_gone(job)
+    # and once it is not queued any more, only the runs under --runs keep it
+    assert project.mcompile("gc", "--runs", str(project.runs)).stdout == "" and needed.exists()
+    (run_dir / "submissions.jsonl").unlink()
+    gone = project.mcompile("gc", "--runs", str(project.runs))
+    assert gone.stdout.startswith(f"removed {needed} ("), gone.stdout
