@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import typing as t
+from pathlib import Path
 
 if t.TYPE_CHECKING:
     import argparse
@@ -272,8 +273,10 @@ def _schema_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE", help="the manifest")
+    p.add_argument("file", metavar="FILE", help="the manifest, or a compiled run's directory")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + ", where the sbatch line looks for the run")
+    p.add_argument("--expect", default=None, metavar="FP,..",
+                   help="with a run directory (the staging job of data.build: job): fail unless the archives have these fingerprints")
 
 
 def _runs_arguments(p: argparse.ArgumentParser) -> None:
@@ -566,13 +569,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     import shlex
-    from pathlib import Path
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
     from .submit import by_hand_command
     from .write import content_hash
 
+    if os.path.isdir(args.file):
+        return _stage_run(Path(args.file), args.expect)
+    if args.expect is not None:
+        from .errors import UsageError
+
+        raise UsageError("mcompile stage: --expect goes with a run directory, not a manifest")
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
@@ -587,6 +595,23 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     if not (run / "job.sbatch").is_file():
         _note(f"{run} is not compiled yet: mcompile compile {shlex.quote(args.file)}"
               + (f" --runs {shlex.quote(args.runs)}" if args.runs else ""))
+    return EXIT_OK
+
+
+def _stage_run(run: Path, expect: str | None) -> int:
+    """`mcompile stage RUN_DIR [--expect FP,..]`: build the archives of a compiled run, where its
+    job reads them (the staging job of `data.build: job` runs this on a compute node)."""
+    from .jobdir import read_resolved
+    from .stage import check_expected, stage_archives
+
+    resolved = read_resolved(run)
+    archives = stage_archives(resolved, cwd=run, progress=_note)
+    if expect is not None:
+        check_expected(archives, [fp for fp in expect.split(",") if fp])
+    if not archives:
+        _note("nothing to stage (data.stage is not archive)")
+    for a in archives:
+        print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
     return EXIT_OK
 
 

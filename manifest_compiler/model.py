@@ -53,6 +53,7 @@ DEFAULT_CONTAINER_SWITCHES = {"stage_image": True, "cleanenv": True, "contain": 
 DEFAULT_BIND_MODE = "rw"
 DEFAULT_OVERLAY_MODE = "ro"
 DEFAULT_STAGE = "archive"  # data.stage
+DEFAULT_BUILD = "submit"  # data.build: archives are built on the submitting host (job: in a staging job)
 
 
 def gpu_flag(gpu: str, gpus: int) -> str:
@@ -143,10 +144,14 @@ class Container(_ContainerAlways, total=False):
     overlay: list[Overlay]  # only when declared: resolved.json of a manifest without stays as it was
 
 
-class Data(t.TypedDict):
+class _DataAlways(t.TypedDict):
     root: str
     subsets: list[str]
     stage: t.Literal["archive", "copy", "bind"]
+
+
+class Data(_DataAlways, total=False):
+    build: t.Literal["job"]  # only when archives are built in a job: resolved.json of other manifests stays as it was
 
 
 class Requeue(t.TypedDict):

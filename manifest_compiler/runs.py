@@ -195,7 +195,8 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
     counts = {run: task_count(run) for run in runs}
     subs = {run: read_run_submissions(run, counts[run]) for run in runs}
     add_by_hand(subs, {run: job_name(heads[run].project, heads[run].name) for run in runs}, scheduler=scheduler)
-    states, source = scheduler.task_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks])
+    staging = sorted({str(c.record["staging_job"]) for ss in subs.values() for s in ss for c in s.chunks if c.record.get("staging_job")})
+    states, source = scheduler.task_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks] + staging)
     known = _by_attempt(states)
     out = []
     for run in runs:
@@ -235,9 +236,19 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
                            for task, job, s in attempts
                            if s and s.state.split()[0] != "COMPLETED" and s.state.split()[0] not in ACTIVE_STATES],
                 "log": sub.chunks[0].log,
+                "staging": _staging(sub, known),
             })
         out.append(entry)
     return RunsListing(runs_dir, os.path.isdir(runs_dir), bool(spec), out)
+
+
+def _staging(sub: Submission, known: dict[tuple[str, int | None], TaskState]) -> dict[str, t.Any] | None:
+    """The staging job a submission's arrays depend on (data.build: job), and its state; None without one."""
+    job = sub.chunks[0].record.get("staging_job")
+    if not job:
+        return None
+    s = known.get((str(job), None))
+    return {"job_id": str(job), "state": s.state if s else UNKNOWN, "exit_code": s.exit_code if s else ""}
 
 
 def _add_efficiency(entry: dict[str, t.Any], run: Path, subs: list[Submission], scheduler: Scheduler) -> None:

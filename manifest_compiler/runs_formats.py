@@ -37,6 +37,7 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
     """The text of `runs` for some runs; with `detail` (one RUN) the tasks not completed, by state,
     and every task's latest attempt when the run is small."""
     from .runs import BY_HAND, exit_status, is_failed
+    from .slurm import ACTIVE_STATES
 
     lines = []
     for r in runs:
@@ -54,6 +55,18 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             else:
                 jobs = "jobs " + ", ".join(f"{j['job_id']} (tasks {j['tasks']})" for j in s["jobs"])
             lines.append(f"  {jobs}{what}  submitted {s['time']}  {states}")
+            staging = s.get("staging")
+            if staging:
+                state = staging["state"].split()[0]
+                if state == "COMPLETED":
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job): COMPLETED, archives built")
+                elif state in ACTIVE_STATES or state == "UNKNOWN":
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job): {state}; the tasks start once it succeeds")
+                else:
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job) {state}, exit code {staging['exit_code'] or '?'}: "
+                                 "its tasks never start (SLURM cancels them: --kill-on-invalid-dep); "
+                                 f"see {(s['log'] or '').rsplit('/', 1)[0] or 'the log folder'}/{r['name']}_{staging['job_id']}_stage.out, "
+                                 "then submit again")
             for f in s["failed"]:
                 task = "" if f["task"] is None else f" task {f['task']}"
                 lines.append(f"    {f['state']}{task} exit code {f['exit_code'] or '?'}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, read_resolved
 from .plan import plan_job
 from .slurm import Scheduler
@@ -87,6 +87,9 @@ def open_shell(run: Path, task: int, overrides: Overrides, *, scheduler: Schedul
         raise UsageError(f"mcompile shell: task {task} does not exist: {run} has {ntasks} tasks (0-{ntasks - 1})")
     options = shell_options(run, overrides)
     ready = preflight(run, resolved, progress=progress)
+    if ready.to_build:
+        raise OperationError(f"the archives of {', '.join(a.subset for a in ready.to_build)} are not built yet (data.build: job): "
+                             f"submit the run first, or build them here with: mcompile stage {run}")
     for warning in ready.warnings:
         if progress:
             progress(f"warning: {warning}")

@@ -263,7 +263,17 @@ class Scheduler:
         Raises:
             OperationError: sbatch is missing or does not answer.
         """
-        argv = ["sbatch", "--parsable", *options, script]
+        return self._submitted(["sbatch", "--parsable", *options, script], cwd=cwd, env=env)
+
+    def submit_command(self, options: list[str], command: str, *, cwd: Path, env: dict[str, str]) -> Sbatched:
+        """`sbatch --parsable --wrap=COMMAND`: a job of one shell command (a staging job); its id, or SLURM's refusal.
+
+        Raises:
+            OperationError: sbatch is missing or does not answer.
+        """
+        return self._submitted(["sbatch", "--parsable", *options, f"--wrap={command}"], cwd=cwd, env=env)
+
+    def _submitted(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> Sbatched:
         reply = self._sbatch(argv, cwd=cwd, env=env)
         job_id = reply.stdout.strip().split(";")[0] if reply.returncode == 0 else ""
         if job_id.isdigit():

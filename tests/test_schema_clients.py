@@ -55,6 +55,7 @@ MCOMPILE_ONLY = {
     "bug-bind-target-duplicate": CROSS_FIELD,
     "bug-type-float-for-int": YAML,
     "commands-file-missing": COMMANDS_FILE,
+    "data-build-job-without-archive": CROSS_FIELD,
     "commands-file-only-comments": COMMANDS_FILE,
     "commands-file-problems": COMMANDS_FILE,
     "bug-type-float-for-time-minutes": YAML,

@@ -309,3 +309,51 @@ def test_gc_keeps_what_a_pending_task_needs_and_frees_the_rest(project: Project)
     (run_dir / "submissions.jsonl").unlink()
     gone = project.mcompile("gc", "--runs", str(project.runs))
     assert gone.stdout.startswith(f"removed {needed} ("), gone.stdout
+
+
+def test_archives_built_in_a_staging_job_the_array_depends_on(project: Project) -> None:
+    commands = [f"cat /data/set/part{i}/rows.txt > /scratch_storage/out.txt" for i in range(2)]
+    manifest = project.manifest("staged", {"commands": commands}, data={"subsets": ["set"], "stage": "archive", "build": "job"})
+    run_dir, job, proc = project.submit(manifest)
+    assert "data set: to be built in a staging job archive " in proc.stderr, proc.stderr
+    staging = proc.stderr.split("mcompile: staging job ")[1].split()[0]
+    assert staging.isdigit() and int(staging) < int(job), proc.stderr
+    record = json.loads((run_dir / "submissions.jsonl").read_text().splitlines()[0])
+    assert record["staging_job"] == staging
+    assert f"--dependency=afterok:{staging}" in record["sbatch"] and "--kill-on-invalid-dep=yes" in record["sbatch"], record
+    project.cluster.wait_gone(job, timeout=120)
+    for i in range(2):
+        assert (project.outputs("staged", job, i) / "out.txt").read_text() == f"rows of part {i}\n"
+    log = (project.scratch / "proj" / "hpc_outputs" / f"staged_{staging}_stage.out").read_text()
+    assert "built set " in log, log
+    rows = project.cluster.sacct_until(f"{staging},{job}", "JobID,Start,End,State",
+                                       lambda r: len(r) == 3 and all(x[3] == "COMPLETED" for x in r), extra=("-X",))
+    staged_end = next(r[2] for r in rows if r[0] == staging)
+    assert all(r[1] >= staged_end for r in rows if r[0] != staging), rows  # the tasks started after the archive was built
+    text = project.mcompile("runs", "staged", "--runs", str(project.runs)).stdout
+    assert f"staging job {staging} (data.build: job): COMPLETED, archives built" in text, text
+
+
+def test_a_failing_staging_job_leaves_no_task_waiting(project: Project) -> None:
+    manifest = project.manifest("broken", {"commands": ["echo never", "echo never"]},
+                                data={"subsets": ["set"], "stage": "archive", "build": "job"})
+    # the node is taken, so the staging job waits; the data changes meanwhile: it must refuse to build
+    blocker = project.cluster.sbatch("--exclusive", "--time=5", "--wrap", "sleep 300")
+    try:
+        run_dir, job, proc = project.submit(manifest)
+        staging = proc.stderr.split("mcompile: staging job ")[1].split()[0]
+        (project.data / "set" / "part2" / "rows.txt").write_text("changed after --submit\n")
+    finally:
+        project.cluster.run("scancel", blocker)
+    project.cluster.wait_gone(staging, timeout=120)
+    project.cluster.wait_gone(job, timeout=120)  # not left pending forever: SLURM cancelled the array
+    log = (project.scratch / "proj" / "hpc_outputs" / f"broken_{staging}_stage.out").read_text()
+    assert "data subset set changed since it was submitted" in log, log
+    _wait_for(lambda: "staging job " + staging + " (data.build: job) FAILED" in
+              project.mcompile("runs", "broken", "--runs", str(project.runs)).stdout, "runs to say the staging job failed")
+    text = project.mcompile("runs", "broken", "--runs", str(project.runs)).stdout
+    assert "its tasks never start (SLURM cancels them: --kill-on-invalid-dep)" in text, text
+    assert f"broken_{staging}_stage.out" in text, text
+    rows = _json_rows(project, "broken")
+    assert all(r["state"] != "PENDING" for r in rows), rows
+    assert not (project.outputs("broken", job, 0) / "out.txt").exists()
