@@ -484,7 +484,7 @@ class Scheduler:
             cpus = int(parts[5]) if parts[5].isdigit() else 0
             if elapsed is None or len(tasks) != 1:
                 continue
-            found.append(Usage(job, tasks[0], state, elapsed, parse_duration(parts[3]), float(parse_duration(parts[4]) or 0),
+            found.append(Usage(job, tasks[0], state, elapsed, parse_duration(parts[3]), parse_seconds(parts[4]) or 0.0,
                                cpus, peaks.get(raw), _req_mem(parts[7], cpus)))
         return found
 
@@ -514,10 +514,16 @@ def _req_mem(raw: str, cpus: int) -> int | None:
 _DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 
-def parse_duration(raw: str) -> int | None:
-    """SLURM's [D-][HH:]MM:SS[.mmm] in whole seconds; None for UNLIMITED, Partition_Limit or an empty field."""
+def parse_seconds(raw: str) -> float | None:
+    """SLURM's [D-][HH:]MM:SS[.mmm] in seconds; None for UNLIMITED, Partition_Limit or an empty field."""
     m = _DURATION.match(raw.strip())
     if not m:
         return None
     days, hours, minutes, seconds = (m.group(1) or 0), (m.group(2) or 0), m.group(3), m.group(4)
-    return int(days) * 86400 + int(hours) * 3600 + int(minutes) * 60 + round(float(seconds))
+    return int(days) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def parse_duration(raw: str) -> int | None:
+    """As parse_seconds, in whole seconds."""
+    seconds = parse_seconds(raw)
+    return None if seconds is None else round(seconds)
