@@ -111,6 +111,9 @@ keyed by a fingerprint of the data, and prints `built|reused SUBSET FINGERPRINT 
 Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
 submits the compiled run by hand with these archives (compile FILE first). With copy or bind
 there is nothing to stage and the line is plain `sbatch job.sbatch`.
+FILE may be a compiled run's directory instead: its archives are built where its job reads
+them (the staging job of data.build: job runs this, with --expect FP,.. to refuse data that
+changed since --submit).
 
 {_EXIT_CODES}
 
@@ -124,8 +127,13 @@ SLURM's jobcomp file, and squeue.
 text: with RUN, a table of every task's latest attempt (up to 100 tasks): its state, exit
   code ('-' until it ended), attempts (times its latest job started it: 1 + its requeues),
   submissions (how many submissions queued it, reruns included) and job id.
+  With RUN also: why queued tasks have not started (squeue's reason), and the efficiency of
+  the finished tasks from sacct (elapsed against the time limit, CPU efficiency, peak memory
+  against mem) with advice where a request is far off; "not available" without slurmdbd.
 json (--format json): with RUN, one object per task: task, state, exit_code (null until it
-  ended), attempts, submissions, job_id; without RUN, every run with its submissions.
+  ended), attempts, submissions, job_id, reason (a pending task's, else null), efficiency
+  (elapsed_s, time_limit_s, cpus, cpu_efficiency, max_rss_bytes, mem_bytes; null until it
+  ended or without accounting); without RUN, every run with its submissions.
 
 exit status: 0 success; 2 usage error (no such run); 3 a run cannot be read
 
