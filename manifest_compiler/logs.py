@@ -20,11 +20,12 @@ import time
 import typing as t
 from pathlib import Path
 
-from .errors import UsageError
-from .jobdir import find_run, read_run_head, task_count
+from .errors import OperationError, UsageError
+from .jobdir import JOB_SCRIPT, find_run, read_run_head, task_count
 from .plan import job_name, log_file
 from .runs import FAILED_STATES, TaskRow, run_task_rows
 from .slurm import ACTIVE_STATES, Scheduler
+from .stage import expand
 from .submissions import Chunk, Submission
 
 # job.sbatch.j2 writes it as each attempt starts: "mcompile: attempt 2 of task 0 (job 12_0, SLURM job 12) started"
@@ -55,14 +56,36 @@ class Attempt:
     text: str
 
 
-def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool) -> LogFile:
-    """Where one task of one chunk logged."""
+def script_output(run: Path) -> str | None:
+    """The job.sbatch's own `#SBATCH --output=` pattern (a log folder without variables), else None."""
+    try:
+        with open(run / JOB_SCRIPT, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("#SBATCH --output="):
+                    return line.strip()[len("#SBATCH --output="):].replace("%%", "%")
+                if not line.startswith("#"):
+                    break
+    except OSError:
+        pass
+    return None
+
+
+def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool, by_hand_logs: str | None = None) -> LogFile:
+    """Where one task of one chunk logged. A job submitted by hand has no --output of its own:
+    job.sbatch's #SBATCH --output when it has one, else the task logs itself into the log folder
+    (`by_hand_logs`, expanded here), else SLURM's default name in the run directory."""
     kind = str(chunk.record.get("kind") or ("by hand" if "sbatch" not in chunk.record else "submit"))
     index = task - chunk.offset if array else None
     pattern = chunk.log
-    if pattern is None:  # submitted by hand, without --output: SLURM's default name, in the run directory
-        file = f"slurm-{chunk.job_id}_{index}.out" if index is not None else f"slurm-{chunk.job_id}.out"
-        return LogFile(chunk.job_id, kind, run / file, None)
+    if pattern is None:
+        own = script_output(run)
+        if own is not None:
+            pattern = own.replace("%A", chunk.job_id).replace("%j", chunk.job_id)
+        elif by_hand_logs is not None:
+            return LogFile(chunk.job_id, kind, Path(by_hand_logs) / log_file(name, chunk.job_id, str(task)), None)
+        else:
+            file = f"slurm-{chunk.job_id}_{index}.out" if index is not None else f"slurm-{chunk.job_id}.out"
+            return LogFile(chunk.job_id, kind, run / file, None)
     path = Path(pattern if os.path.isabs(pattern) else run / pattern)
     if chunk.offset:  # a later array: the task logs itself under its run-wide number
         return LogFile(chunk.job_id, kind, path.parent / log_file(name, chunk.job_id, str(task)), path)
@@ -72,7 +95,11 @@ def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool) -> 
 def task_logs(run: Path, task: int, subs: list[Submission], name: str) -> list[LogFile]:
     """Every log of a task, oldest submission first."""
     array = task_count(run) > 1
-    return [chunk_log(run, chunk, task, name, array=array) for sub in subs for chunk in sub.chunks if task in chunk.tasks]
+    try:
+        logs: str | None = expand(read_run_head(run).logs, cwd=run)
+    except OperationError:
+        logs = None  # a variable of the compute node's
+    return [chunk_log(run, chunk, task, name, array=array, by_hand_logs=logs) for sub in subs for chunk in sub.chunks if task in chunk.tasks]
 
 
 def split_attempts(text: str, *, task: int) -> list[tuple[int | None, str, str]]:

@@ -83,3 +83,23 @@ def test_a_log_splits_at_the_attempt_lines_of_its_task() -> None:
     parts = split_attempts(log, task=3)
     assert [(restart, job) for restart, job, _ in parts] == [(None, ""), (0, "15"), (1, "15")]
     assert parts[2][2].endswith("second\nmcompile: attempt 1 of task 4 (job 12_4, SLURM job 16) started\n")
+
+
+def test_where_each_chunk_and_a_by_hand_job_logged_a_task(tmp_path: Path) -> None:
+    from manifest_compiler.logs import chunk_log
+    from manifest_compiler.submissions import Chunk
+
+    first = Chunk("100", 0, list(range(9)), {"job_id": "100", "kind": "submit",
+                                            "sbatch": ["sbatch", "--output=/logs/big_%A_%a.out", "job.sbatch"]})
+    later = Chunk("101", 9, list(range(9, 18)), {"job_id": "101", "kind": "rerun",
+                                                "sbatch": ["sbatch", "--output=/logs/big_%A_slurm.out", "job.sbatch"]})
+    by_hand = Chunk("102", 0, [0, 1], {"job_id": "102"})
+    assert chunk_log(tmp_path, first, 4, "big", array=True).path == Path("/logs/big_100_4.out")
+    log = chunk_log(tmp_path, later, 12, "big", array=True)  # logs itself under its run-wide number
+    assert (log.path, log.slurm_path, log.kind) == (Path("/logs/big_101_12.out"), Path("/logs/big_101_slurm.out"), "rerun")
+    # by hand (no --output of its own): the task logs itself into the log folder ...
+    assert chunk_log(tmp_path, by_hand, 1, "big", array=True, by_hand_logs="/logs").path == Path("/logs/big_102_1.out")
+    assert chunk_log(tmp_path, Chunk("103", 0, [0], {"job_id": "103"}), 0, "one", array=False).path == tmp_path / "slurm-103.out"
+    # ... unless job.sbatch names its own --output (a log folder without variables)
+    (tmp_path / "job.sbatch").write_text("#!/bin/bash\n#SBATCH --job-name=p-big\n#SBATCH --output=/own/big_%A_%a.out\nset -e\n")
+    assert chunk_log(tmp_path, by_hand, 1, "big", array=True, by_hand_logs="/logs").path == Path("/own/big_102_1.out")
