@@ -54,6 +54,7 @@ class Attempt:
     restart: int | None  # None: before any attempt line (a run compiled before they were written)
     path: Path
     text: str
+    slurm_path: Path | None = None  # SLURM's own messages of its array (a later chunk), apart
 
 
 def script_output(run: Path) -> str | None:
@@ -127,13 +128,14 @@ def attempts(run: Path, task: int, subs: list[Submission], name: str, sizes: dic
         if sizes is not None:
             sizes[log.path] = len(data)
         for restart, _, body in split_attempts(data.decode(errors="replace"), task=task):
-            out.append(Attempt(len(out) + 1, log.job_id, restart, log.path, body))
+            out.append(Attempt(len(out) + 1, log.job_id, restart, log.path, body, log.slurm_path))
     return out
 
 
 def _header(a: Attempt, total: int) -> str:
     restart = "" if a.restart is None else f", restart {a.restart}" if a.restart else ", first start"
-    return f"==> attempt {a.number} of {total} (job {a.job_id}{restart}): {a.path} <==\n"
+    apart = f" (SLURM's own messages: {a.slurm_path})" if a.slurm_path else ""
+    return f"==> attempt {a.number} of {total} (job {a.job_id}{restart}): {a.path}{apart} <==\n"
 
 
 @dataclasses.dataclass
@@ -187,11 +189,11 @@ def show_logs(runs_dir: str, spec: str, *, task: int | None, attempt: int | None
     for a in found_shown:
         lines.append(_header(a, len(found)))
         lines.append(a.text if a.text.endswith("\n") or not a.text else a.text + "\n")
-    if not found:
+    if row.job_id is not None and row.state.split()[0] in ("PENDING", "REQUEUED") or not found and row.state == "UNKNOWN":
+        lines.append(_not_started(row))  # queued again (a rerun, a requeue): its next attempt has not started
+    elif not found:
         if row.job_id is None:
             lines.append(f"task {task}: {row.state}: never queued, no log\n")
-        elif row.state.split()[0] in ("PENDING", "REQUEUED", "UNKNOWN"):
-            lines.append(_not_started(row))
         else:
             logs = task_logs(run, task, subs, name)
             lines.append(f"task {task}: {row.state}: no log at {logs[-1].path if logs else '?'}\n")

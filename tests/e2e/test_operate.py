@@ -147,6 +147,7 @@ def test_efficiency_of_a_task_that_uses_200_mib_and_4_s_of_cpu(project: Project)
     assert 3.5 <= cpu_seconds <= 6.5, e  # 4 s of burning, and python's start
     assert (200 << 20) <= e["max_rss_bytes"] <= (320 << 20), e
     text = project.mcompile("runs", "hog", "--runs", str(project.runs)).stdout
+    print(text, json.dumps(e))  # the figures, for `pytest -s`
     assert "  efficiency (1 finished task, sacct): elapsed " in text and " of 30m (" in text, text
     assert "memory 2" in text and "M at most of 1G (" in text, text
     assert "  advice: `mem: 1G` used 2" in text and "M at most: 320M would do" in text or "M at most: 384M would do" in text, text
