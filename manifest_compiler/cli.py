@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import typing as t
+from pathlib import Path
 
 if t.TYPE_CHECKING:
     import argparse
@@ -23,7 +24,8 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "rerun", "diff", "exec", "import", "sync")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "gc", "rerun", "diff", "exec", "import",
+            "sync")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -111,6 +113,9 @@ with code:, the code snapshot, as `built|reused code SHA256 PATH`.
 Creates the log folder (outputs.logs) as --submit does. On stderr: the sbatch line that
 submits the compiled run by hand with these archives (compile FILE first). With copy or bind
 there is nothing to stage and the line is plain `sbatch job.sbatch`.
+FILE may be a compiled run's directory instead: its archives are built where its job reads
+them (the staging job of data.build: job runs this, with --expect FP,.. to refuse data that
+changed since --submit).
 
 {_EXIT_CODES}
 
@@ -124,14 +129,72 @@ SLURM's jobcomp file, and squeue.
 text: with RUN, a table of every task's latest attempt (up to 100 tasks): its state, exit
   code ('-' until it ended), attempts (times its latest job started it: 1 + its requeues),
   submissions (how many submissions queued it, reruns included) and job id.
+  With RUN also: why queued tasks have not started (squeue's reason), and the efficiency of
+  the finished tasks from sacct (elapsed against the time limit, CPU efficiency, peak memory
+  against mem) with advice where a request is far off; "not available" without slurmdbd.
 json (--format json): with RUN, one object per task: task, state, exit_code (null until it
-  ended), attempts, submissions, job_id; without RUN, every run with its submissions.
+  ended), attempts, submissions, job_id, reason (a pending task's, else null), efficiency
+  (elapsed_s, time_limit_s, cpus, cpu_efficiency, max_rss_bytes, mem_bytes; null until it
+  ended or without accounting); without RUN, every run with its submissions.
 
 exit status: 0 success; 2 usage error (no such run); 3 a run cannot be read
 
 examples:
   mcompile runs
   mcompile runs lr-grid --format json"""),
+    "logs": ("print a task's log (every attempt, marked), or the failed tasks' last lines", f"""\
+RUN: {_RUN_ARG}. The logs are found from the run's records (submissions.jsonl): every
+submission of the task (reruns, each array of a run past MaxArraySize) and every attempt in
+them (a requeued task appends to its log; each attempt starts with a line job.sbatch writes),
+oldest first, each under a `==> attempt K of N (job J, restart R): PATH <==` header.
+Without --task: the last lines of each failed task's latest attempt, and a line for each
+queued task that has not started, with squeue's reason (Priority, Resources, Dependency, ...).
+--follow: what the task adds to its log, until it ends (also from before it starts).
+
+exit status: 0 success; 2 usage error (no such run, task or attempt); 3 a run cannot be read
+
+examples:
+  mcompile logs lr-grid
+  mcompile logs lr-grid --task 3 --follow
+  mcompile logs lr-grid --task 3 --attempt 1"""),
+    "cancel": ("cancel a run's queued and running tasks (every array and rerun), and record it", f"""\
+RUN: {_RUN_ARG}. Cancels (scancel) the tasks of every submission of the run still queued or
+running, or with --tasks only these; the cancellation is recorded in the run's cancels.jsonl
+and `runs` shows it. A task that already ended is left as it is.
+
+{_EXIT_CODES}
+
+examples:
+  mcompile cancel lr-grid
+  mcompile cancel lr-grid --tasks 3,7-9"""),
+    "shell": ("an interactive shell on a compute node, in a task's container, prepared as the batch task is", f"""\
+RUN: {_RUN_ARG}. `srun --pty` with the run's resources (one task on one node; --time, --gpus,
+--mem and --cpus override them) runs the run's own job.sbatch for task N in shell mode: the
+node is prepared as for the task (its folder, the image, the staged data: archives are built
+or reused first, as --submit does), the container gets the same binds, env and secrets file,
+and `bash` runs in it on your terminal instead of the task's command. Leaving the shell
+removes the task's node-local folders, as the batch task does.
+
+exit status: the shell's own (srun's); 2 usage error; 3 an operation failed (pre-flight, srun)
+
+examples:
+  mcompile shell lr-grid
+  mcompile shell lr-grid --task 3 --time 1h --gpus 0"""),
+    "gc": ("remove data archives and code snapshots that no run refers to", f"""\
+Looks in the archive folder of every run under --runs (<scratch>/<project>/.mcompile/archives)
+and the code folder beside it (.mcompile/code, where it exists). Keeps an archive that a
+submission of a run under --runs names, or of a run SLURM still has a job queued or running
+for (squeue, by the job's work directory), and one built or reused within the last hour (a
+--submit may be about to queue it) or, with --older-than N, within the last N days. A code
+snapshot is kept when a run's job.sbatch, mounts.json, plan.txt or submissions.jsonl names it.
+Prints each removed file and what was freed; --dry-run removes nothing. When squeue cannot be
+asked, nothing is removed (exit 3).
+
+{_EXIT_CODES}
+
+examples:
+  mcompile gc --dry-run
+  mcompile gc --runs /scratch/$USER/runs --older-than 14"""),
     "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
 RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
 (recorded in the run's submissions.jsonl); prints the job ids on stdout.
@@ -235,8 +298,10 @@ def _schema_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE", help="the manifest")
+    p.add_argument("file", metavar="FILE", help="the manifest, or a compiled run's directory")
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + ", where the sbatch line looks for the run")
+    p.add_argument("--expect", default=None, metavar="FP,..",
+                   help="with a run directory (the staging job of data.build: job): fail unless the archives have these fingerprints")
 
 
 def _runs_arguments(p: argparse.ArgumentParser) -> None:
@@ -244,6 +309,36 @@ def _runs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
     p.add_argument("--format", choices=tuple(_runs_formats()), default="text",
                    help="json: with RUN, one object per task; without, every run and its submissions")
+
+
+def _logs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, default=None, metavar="N", help="the task's log (default: the failed tasks' last lines)")
+    p.add_argument("--attempt", type=int, default=None, metavar="K", help="with --task: only attempt K (1 is the first)")
+    p.add_argument("--follow", action="store_true", help="with --task: print what the task adds to its log until it ends")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
+def _cancel_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--tasks", default=None, metavar="LIST", help="only these tasks (e.g. 3,7-9); default: every task")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
+def _shell_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("--task", type=int, default=0, metavar="N", help="the task whose container and data to use (default 0)")
+    p.add_argument("--time", default=None, metavar="TIME", help="instead of the run's time limit (e.g. 1h, 30m)")
+    p.add_argument("--gpus", type=int, default=None, metavar="N", help="instead of the run's GPUs (0: none)")
+    p.add_argument("--mem", default=None, metavar="MEM", help="instead of the run's memory (e.g. 8G)")
+    p.add_argument("--cpus", type=int, default=None, metavar="N", help="instead of the run's CPUs per task")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
+def _gc_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT + "; their references are kept")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only what was last built or used more than DAYS ago")
 
 
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
@@ -287,6 +382,7 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
+    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments, "gc": _gc_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
     "sync": _sync_arguments,
 }
@@ -545,13 +641,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     import shlex
-    from pathlib import Path
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
     from .submit import by_hand_code, by_hand_command, by_hand_image
     from .write import content_hash
 
+    if os.path.isdir(args.file):
+        return _stage_run(Path(args.file), args.expect)
+    if args.expect is not None:
+        from .errors import UsageError
+
+        raise UsageError("mcompile stage: --expect goes with a run directory, not a manifest")
     plan, files, _, warnings = build_job(args.file)
     _warn(warnings)
     resolved = plan.resolved
@@ -577,6 +678,23 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stage_run(run: Path, expect: str | None) -> int:
+    """`mcompile stage RUN_DIR [--expect FP,..]`: build the archives of a compiled run, where its
+    job reads them (the staging job of `data.build: job` runs this on a compute node)."""
+    from .jobdir import read_resolved
+    from .stage import check_expected, stage_archives
+
+    resolved = read_resolved(run)
+    archives = stage_archives(resolved, cwd=run, progress=_note)
+    if expect is not None:
+        check_expected(archives, [fp for fp in expect.split(",") if fp])
+    if not archives:
+        _note("nothing to stage (data.stage is not archive)")
+    for a in archives:
+        print(f"{'built' if a.built else 'reused'} {a.subset} {a.fingerprint} {a.path}")
+    return EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import describe_runs
     from .runs_formats import FORMATTER_BY_NAME
@@ -584,6 +702,54 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     listing = describe_runs(args.runs or _runs_default(), args.name, scheduler=build_scheduler())
     sys.stdout.write(FORMATTER_BY_NAME[args.format](listing))
     return EXIT_OK
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from .logs import show_logs
+
+    logs = show_logs(args.runs or _runs_default(), args.run, task=args.task, attempt=args.attempt, follow=args.follow,
+                     scheduler=build_scheduler())
+    sys.stdout.write(logs.text)
+    sys.stdout.flush()
+    for text in logs.follow or ():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from .cancel import cancel_run
+    from .jobdir import find_run
+
+    done = cancel_run(find_run(args.runs or _runs_default(), args.run), tasks=args.tasks, scheduler=build_scheduler())
+    for note in done.notes:
+        _note(note)
+    return EXIT_OK
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from .jobdir import find_run
+    from .shell import Overrides, open_shell
+
+    run = find_run(args.runs or _runs_default(), args.run)
+    overrides = Overrides(time=args.time, gpus=args.gpus, mem=args.mem, cpus=args.cpus)
+    return open_shell(run, args.task, overrides, scheduler=build_scheduler(), progress=_note)
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from .efficiency import human_size
+    from .gc import collect
+
+    done = collect(args.runs or _runs_default(), dry_run=args.dry_run, older_than_days=args.older_than, scheduler=build_scheduler())
+    verb = "would remove" if args.dry_run else "removed"
+    for r in done.removed:
+        print(f"{verb} {r.path} ({human_size(r.size)})")
+    for note in done.notes:
+        _note(note)
+    where = ", ".join(str(f) for f in done.folders) or "no archive folder (no run under --runs stages archives here)"
+    _note(f"{'would free' if args.dry_run else 'freed'} {human_size(done.freed)} in {len(done.removed)} "
+          f"file{'s' if len(done.removed) != 1 else ''}; kept {done.kept} ({where})")
+    return EXIT_OPERATION if done.notes else EXIT_OK
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
@@ -662,6 +828,10 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "schema": _cmd_schema,
     "stage": _cmd_stage,
     "runs": _cmd_runs,
+    "logs": _cmd_logs,
+    "cancel": _cmd_cancel,
+    "shell": _cmd_shell,
+    "gc": _cmd_gc,
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,

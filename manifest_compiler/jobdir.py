@@ -14,6 +14,8 @@
       commands_file/<file> run.commands_file, as written }
       submissions.jsonl   one line per sbatch call        }
       code-repo           code.repo's folder, absolute    }
+      cancels.jsonl       one line per `mcompile cancel`  }
+      wandb-synced.jsonl  one line per folder `mcompile sync` uploaded }
 
 <hash12> is the first 12 hex digits of a SHA-256 over every generated file (`write`). A run is
 found by its directory, `NAME/HASH12` under the runs folder, or `NAME` (its newest run). This
@@ -47,7 +49,8 @@ COMMANDS_FILE = "commands_file/"
 SUBMISSIONS = "submissions.jsonl"
 WANDB_SYNCED = "wandb-synced.jsonl"  # offline W&B runs `mcompile sync` uploaded: one JSON line each
 CODE_REPO = "code-repo"  # code.repo's folder where the run was first compiled (rerun and exec snapshot it)
-RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED)  # not part of the run's hash
+CANCELS = "cancels.jsonl"
+RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task

@@ -53,6 +53,7 @@ DEFAULT_CONTAINER_SWITCHES = {"stage_image": True, "cleanenv": True, "contain": 
 DEFAULT_BIND_MODE = "rw"
 DEFAULT_OVERLAY_MODE = "ro"
 DEFAULT_STAGE = "archive"  # data.stage
+DEFAULT_BUILD = "submit"  # data.build: archives are built on the submitting host (job: in a staging job)
 DEFAULT_DIRTY = "refuse"  # code.dirty
 DIRTY_MODES = ("refuse", "include", "ignore")
 
@@ -172,7 +173,7 @@ class Container(_ContainerAlways, total=False):
     overlay: list[Overlay]  # only when declared: resolved.json of a manifest without stays as it was
 
 
-class Data(t.TypedDict):
+class _DataAlways(t.TypedDict):
     root: str
     subsets: list[str]
     stage: t.Literal["archive", "copy", "bind"]
@@ -182,6 +183,10 @@ class Code(t.TypedDict):
     repo: str  # as written: relative to the manifest file, read on the submitting host
     target: str
     dirty: t.Literal["refuse", "include", "ignore"]
+
+
+class Data(_DataAlways, total=False):
+    build: t.Literal["job"]  # only when archives are built in a job: resolved.json of other manifests stays as it was
 
 
 class Requeue(t.TypedDict):

@@ -312,6 +312,8 @@ def resolve_manifest(data: dict[str, t.Any], *, file_commands: t.Sequence[str] =
             "subsets": list(d["subsets"]),
             "stage": d.get("stage", model.DEFAULT_STAGE),
         }
+        if d.get("build", model.DEFAULT_BUILD) == "job":
+            data_out["build"] = "job"
 
     run = _resolve_run(data["run"], gpus, file_commands)
 

@@ -15,17 +15,18 @@ apart, so a task submitted twice is not a task restarted once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing as t
 from collections.abc import Iterable
 from pathlib import Path
 
-from .jobdir import find_run, read_run_head, select_runs, task_count
+from .jobdir import CANCELS, find_run, read_run_head, select_runs, task_count
 from .plan import job_name
 from .slurm import ACTIVE_STATES, UNKNOWN, Scheduler, TaskState
 from .submissions import Chunk, Submission, read_run_submissions
-from .tasklist import format_task_spec
+from .tasklist import expand_spec, format_task_spec
 
 # A task whose latest attempt ended so is rerun by `rerun --failed` (as are tasks that never ran).
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
@@ -63,6 +64,24 @@ def add_by_hand(subs: dict[Path, list[Submission]], names: dict[Path, str], *, s
         runs_subs.insert(after[-1] + 1 if after else 0, sub)
 
 
+def read_cancels(run: Path) -> list[dict[str, t.Any]]:
+    """The lines of the run's cancels.jsonl (none without one); a torn line is skipped."""
+    try:
+        text = (run / CANCELS).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("tasks"), str):
+            out.append(record)
+    return out
+
+
+
 # --- task states ------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -75,6 +94,7 @@ class TaskRow:
     attempts: int  # times the job of its latest submission started it: 1 + its requeues
     job_id: str | None  # that job
     submissions: int = 0  # sbatch calls that queued it (a rerun is one more)
+    reason: str = ""  # a pending task's: why squeue says it has not started
 
 
 def exit_status(code: str) -> int | None:
@@ -98,9 +118,22 @@ def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *
     return out
 
 
-def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> list[TaskRow]:
+def cancelled_tasks(run: Path) -> set[tuple[str, int]]:
+    """(job id, task) of every task `mcompile cancel` cancelled in the run (cancels.jsonl)."""
+    out: set[tuple[str, int]] = set()
+    for record in read_cancels(run):
+        for job in record.get("jobs") or []:
+            if isinstance(job, dict) and isinstance(job.get("job_id"), str) and isinstance(job.get("tasks"), str):
+                out.update((job["job_id"], task) for task in expand_spec(job["tasks"]))
+    return out
+
+
+def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState],
+              cancelled: t.AbstractSet[tuple[str, int]] = frozenset()) -> list[TaskRow]:
     """Every task of the run: the state of its latest attempt, how often its latest job started
-    it, and how many submissions queued it."""
+    it, and how many submissions queued it. A task SLURM no longer knows that `cancelled` names
+    (mcompile cancel recorded it) is CANCELLED: SLURM forgets a pending array task cancelled
+    before it was split off its array."""
     known = _by_attempt(states)
     array = ntasks > 1
     rows = [TaskRow(task, NOT_SUBMITTED, "", 0, None) for task in range(ntasks)]
@@ -112,11 +145,14 @@ def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState]) -> l
                 row = rows[task]
                 row.job_id = chunk.job_id
                 row.state, row.exit_code, row.attempts = (s.state, s.exit_code, s.attempts) if s else (UNKNOWN, "", 0)
+                if s is None and (chunk.job_id, task) in cancelled:
+                    row.state = "CANCELLED"
+                row.reason = s.reason if s else ""
                 row.submissions += 1
         for task in sub.missing:
             if 0 <= task < ntasks:
                 row = rows[task]
-                row.state, row.exit_code, row.attempts, row.job_id = NOT_QUEUED, "", 0, None
+                row.state, row.exit_code, row.attempts, row.job_id, row.reason = NOT_QUEUED, "", 0, None, ""
     return rows
 
 
@@ -133,7 +169,7 @@ def run_task_rows(run: Path, name: str, *, scheduler: Scheduler) -> tuple[list[T
     add_by_hand(found, {run: name}, scheduler=scheduler)
     subs = found[run]
     states, source = scheduler.task_states([c.job_id for s in subs for c in s.chunks])
-    return task_rows(ntasks, subs, states), subs, source
+    return task_rows(ntasks, subs, states, cancelled_tasks(run)), subs, source
 
 
 # --- the runs command ---------------------------------------------------------------------
@@ -159,13 +195,14 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
     counts = {run: task_count(run) for run in runs}
     subs = {run: read_run_submissions(run, counts[run]) for run in runs}
     add_by_hand(subs, {run: job_name(heads[run].project, heads[run].name) for run in runs}, scheduler=scheduler)
-    states, source = scheduler.task_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks])
+    staging = sorted({str(c.record["staging_job"]) for ss in subs.values() for s in ss for c in s.chunks if c.record.get("staging_job")})
+    states, source = scheduler.task_states([c.job_id for ss in subs.values() for s in ss for c in s.chunks] + staging)
     known = _by_attempt(states)
     out = []
     for run in runs:
         ntasks = counts[run]
         # every task's row only where it is shown or counted: one RUN, or a run that was submitted
-        rows = task_rows(ntasks, subs[run], states) if spec or subs[run] else []
+        rows = task_rows(ntasks, subs[run], states, cancelled_tasks(run)) if spec or subs[run] else []
         entry: dict[str, t.Any] = {
             "run": str(run),
             "name": heads[run].name,
@@ -175,7 +212,10 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
             "task_states": _count(r.state for r in rows) if subs[run] else {},
             "submissions": [],
             "task_rows": rows,
+            "cancels": [{"time": c.get("time"), "tasks": c["tasks"], "scancel": c.get("scancel")} for c in read_cancels(run)],
         }
+        if spec:
+            _add_efficiency(entry, run, subs[run], scheduler)
         for sub in subs[run]:
             attempts: list[tuple[int, str, TaskState | None]] = []
             for chunk in sub.chunks:
@@ -198,9 +238,34 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
                 "log": sub.chunks[0].log,
                 "code": sub.chunks[0].record.get("code"),  # None: no code: (or recorded before it existed)
                 "image": sub.chunks[0].record.get("image"),
+                "staging": _staging(sub, known),
             })
         out.append(entry)
     return RunsListing(runs_dir, os.path.isdir(runs_dir), bool(spec), out)
+
+
+def _staging(sub: Submission, known: dict[tuple[str, int | None], TaskState]) -> dict[str, t.Any] | None:
+    """The staging job a submission's arrays depend on (data.build: job), and its state; None without one."""
+    job = sub.chunks[0].record.get("staging_job")
+    if not job:
+        return None
+    s = known.get((str(job), None))
+    return {"job_id": str(job), "state": s.state if s else UNKNOWN, "exit_code": s.exit_code if s else ""}
+
+
+def _add_efficiency(entry: dict[str, t.Any], run: Path, subs: list[Submission], scheduler: Scheduler) -> None:
+    """`runs RUN`: the figures of each finished task from accounting, the run's summary and advice;
+    `efficiency_available` False where accounting cannot be asked."""
+    from .efficiency import summarise, task_efficiency
+    from .jobdir import read_resolved
+
+    usage = scheduler.usage([c.job_id for s in subs for c in s.chunks]) if subs else []
+    entry["efficiency_available"] = usage is not None
+    figures = task_efficiency([(row.task, row.job_id) for row in entry["task_rows"]], subs, usage or [])
+    entry["task_efficiency"] = figures
+    resources: dict[str, t.Any] = dict(read_resolved(run)["resources"]) if figures else {}
+    entry["efficiency"] = summarise(figures.values(), mem_text=resources.get("mem"), time_text=resources.get("time"),
+                                    cpus_text=str(resources.get("cpus_per_task", "")) or None)
 
 
 def _count(states: Iterable[str]) -> dict[str, int]:

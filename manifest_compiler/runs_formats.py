@@ -21,20 +21,23 @@ def tasks_json(run: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     """`runs RUN --format json`: one object per task of the run."""
     from .runs import exit_status
 
+    figures = run.get("task_efficiency", {})
     return [{"task": r.task, "state": r.state, "exit_code": exit_status(r.exit_code), "attempts": r.attempts,
-             "submissions": r.submissions, "job_id": r.job_id}
+             "submissions": r.submissions, "job_id": r.job_id, "reason": r.reason or None,
+             "efficiency": figures[r.task].as_json() if r.task in figures else None}
             for r in run["task_rows"]]
 
 
 def runs_json(runs: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
     """`runs --format json` (every run): the runs without their per-task rows."""
-    return [{k: v for k, v in r.items() if k != "task_rows"} for r in runs]
+    return [{k: v for k, v in r.items() if k not in ("task_rows", "task_efficiency", "efficiency", "efficiency_available")} for r in runs]
 
 
 def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
     """The text of `runs` for some runs; with `detail` (one RUN) the tasks not completed, by state,
     and every task's latest attempt when the run is small."""
     from .runs import BY_HAND, exit_status, is_failed
+    from .slurm import ACTIVE_STATES
 
     lines = []
     for r in runs:
@@ -55,6 +58,18 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
             ran = _ran(s)
             if ran:
                 lines.append(f"    ran {ran}")
+            staging = s.get("staging")
+            if staging:
+                state = staging["state"].split()[0]
+                if state == "COMPLETED":
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job): COMPLETED, archives built")
+                elif state in ACTIVE_STATES or state == "UNKNOWN":
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job): {state}; the tasks start once it succeeds")
+                else:
+                    lines.append(f"    staging job {staging['job_id']} (data.build: job) {state}, exit code {staging['exit_code'] or '?'}: "
+                                 "its tasks never start (SLURM cancels them: --kill-on-invalid-dep); "
+                                 f"see {(s['log'] or '').rsplit('/', 1)[0] or 'the log folder'}/{r['name']}_{staging['job_id']}_stage.out, "
+                                 "then submit again")
             for f in s["failed"]:
                 task = "" if f["task"] is None else f" task {f['task']}"
                 lines.append(f"    {f['state']}{task} exit code {f['exit_code'] or '?'}")
@@ -63,6 +78,8 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
                 lines.append(f"    NOT QUEUED: tasks {s['not_queued']}{hint}")
             if s["log"]:
                 lines.append(f"    logs: {s['log'].replace('%a', '<task>')}")
+        for c in r.get("cancels", []):
+            lines.append(f"  cancelled tasks {c['tasks']} (mcompile cancel, {c['time']})")
         if r["submissions"]:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(r["task_states"].items()))
             lines.append(f"  tasks (latest attempt): {counts}")
@@ -88,6 +105,14 @@ def format_runs(runs: list[dict[str, t.Any]], *, detail: bool = False) -> str:
                 again = [row.task for row in rows if row.submissions > 1]
                 if again:
                     lines.append(f"    queued by more than one submission: tasks {format_task_spec(again)}")
+            if detail:
+                pending = [row for row in rows if row.reason]
+                for reason in sorted({row.reason for row in pending}):
+                    lines.append(f"    pending ({reason}): tasks {format_task_spec(row.task for row in pending if row.reason == reason)}")
+                if not r.get("efficiency_available", True):
+                    lines.append("  efficiency: not available (accounting is off here: sacct does not answer; it needs slurmdbd)")
+                elif r.get("efficiency") is not None:
+                    lines.extend(f"  {line}" for line in r["efficiency"].lines())
             if any(is_failed(row.state) for row in rows):
                 lines.append(f"  rerun the failed ones: mcompile rerun {r['run']} --failed")
     return "\n".join(lines) + "\n"

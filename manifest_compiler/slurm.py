@@ -15,6 +15,7 @@ task (queued and running tasks, finished ones the record lacks yet, restart coun
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import re
 import subprocess
 import time
@@ -62,6 +63,17 @@ def run_command(argv: list[str], *, cwd: Path | None = None, env: dict[str, str]
     return Reply(proc.returncode, proc.stdout, proc.stderr)
 
 
+class InteractiveRunner(t.Protocol):
+    """Runs one command on this terminal (stdin, stdout, stderr inherited); its exit status."""
+
+    def __call__(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> int: ...
+
+
+def run_on_terminal(argv: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """The real interactive runner."""
+    return subprocess.call(argv, cwd=cwd, env=env)
+
+
 # --- what SLURM gives back ------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -73,6 +85,7 @@ class TaskState:
     state: str  # of the latest attempt
     exit_code: str = ""  # of the latest attempt, once it ended ("" while queued or running)
     attempts: int = 1  # times this job started the task: 1 + its requeues
+    reason: str = ""  # why squeue says a queued task has not started (Priority, Resources, Dependency, ...)
 
 
 class ClusterJob(t.NamedTuple):
@@ -82,6 +95,31 @@ class ClusterJob(t.NamedTuple):
     tasks: list[int | None]  # the array indices this line is about; [None]: a single job
     workdir: str  # where sbatch ran
     submitted: str  # SLURM's submit time
+
+
+@dataclasses.dataclass(frozen=True)
+class TestOnly:
+    """One `sbatch --test-only` call: SLURM's refusal (None: it would accept the job) and, when
+    it accepts, the start time it expects (as it prints it, e.g. 2026-12-04T10:30:00)."""
+
+    refusal: str | None
+    start: str | None = None
+    where: str = ""  # "using 1 processors on nodes n1 in partition debug"
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """What accounting recorded of one finished attempt of a task (the latest), for efficiency."""
+
+    job_id: str  # the array's job id
+    task: int | None  # the raw array index; None: a single job
+    state: str
+    elapsed: int  # seconds
+    time_limit: int | None  # seconds; None: no limit (UNLIMITED) or unknown
+    total_cpu: float  # seconds of CPU time (user + system) of all its steps
+    alloc_cpus: int
+    max_rss: int | None  # bytes, the largest of its steps; None: not recorded
+    req_mem: int | None  # bytes for the whole job; None: unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +172,9 @@ def _sbatch_message(reply: Reply) -> str:
 
 # squeue -O: the live state of every task still known to the controller (MinJobAge after it
 # ended), with the job's restart count (its requeues) and the raw wait status of its end.
-_SQUEUE_FIELDS = "JobArrayID:|,State:|,StartTime:|,Restartcnt:|,exit_code:|"
+_SQUEUE_FIELDS = "JobArrayID:|,State:|,StartTime:|,Restartcnt:|,exit_code:|,Reason:|"
+# sbatch --test-only accepting a job: "sbatch: Job 12 to start at 2026-12-04T10:30:00 using 1 processors on nodes n1 in partition debug"
+_TEST_ONLY_START = re.compile(r"Job \d+ to start at (\S+)(?: (.*))?$", re.M)
 
 
 class Scheduler:
@@ -145,8 +185,9 @@ class Scheduler:
     `scontrol show config` is read once per scheduler.
     """
 
-    def __init__(self, runner: Runner = run_command) -> None:
+    def __init__(self, runner: Runner = run_command, interactive_runner: InteractiveRunner | None = None) -> None:
         self._runner = runner
+        self._interactive = interactive_runner or run_on_terminal
         self._config: dict[str, str] | None = None
         self._config_read = False
 
@@ -202,8 +243,19 @@ class Scheduler:
         Raises:
             OperationError: sbatch is missing or does not answer.
         """
+        return self.try_job(options, script, cwd=cwd, env=env).refusal
+
+    def try_job(self, options: list[str], script: str, *, cwd: Path, env: dict[str, str]) -> TestOnly:
+        """`sbatch --test-only`: SLURM's refusal, or when it would accept the job, when it expects it to start.
+
+        Raises:
+            OperationError: sbatch is missing or does not answer.
+        """
         reply = self._sbatch(["sbatch", "--test-only", *options, script], cwd=cwd, env=env)
-        return None if reply.returncode == 0 else _sbatch_message(reply)
+        if reply.returncode != 0:
+            return TestOnly(_sbatch_message(reply))
+        m = _TEST_ONLY_START.search(reply.stderr + "\n" + reply.stdout)
+        return TestOnly(None, m.group(1) if m else None, (m.group(2) or "").strip() if m else "")
 
     def submit(self, options: list[str], script: str, *, cwd: Path, env: dict[str, str]) -> Sbatched:
         """`sbatch --parsable`: the job id, or SLURM's refusal.
@@ -211,7 +263,17 @@ class Scheduler:
         Raises:
             OperationError: sbatch is missing or does not answer.
         """
-        argv = ["sbatch", "--parsable", *options, script]
+        return self._submitted(["sbatch", "--parsable", *options, script], cwd=cwd, env=env)
+
+    def submit_command(self, options: list[str], command: str, *, cwd: Path, env: dict[str, str]) -> Sbatched:
+        """`sbatch --parsable --wrap=COMMAND`: a job of one shell command (a staging job); its id, or SLURM's refusal.
+
+        Raises:
+            OperationError: sbatch is missing or does not answer.
+        """
+        return self._submitted(["sbatch", "--parsable", *options, f"--wrap={command}"], cwd=cwd, env=env)
+
+    def _submitted(self, argv: list[str], *, cwd: Path, env: dict[str, str]) -> Sbatched:
         reply = self._sbatch(argv, cwd=cwd, env=env)
         job_id = reply.stdout.strip().split(";")[0] if reply.returncode == 0 else ""
         if job_id.isdigit():
@@ -245,7 +307,8 @@ class Scheduler:
         for live in self._from_squeue(job_ids):
             key = (live.job_id, live.task)
             old = merged.get(key)
-            merged[key] = TaskState(live.job_id, live.task, live.state, live.exit_code, max(live.attempts, old.attempts if old else 0))
+            merged[key] = TaskState(live.job_id, live.task, live.state, live.exit_code, max(live.attempts, old.attempts if old else 0),
+                                    live.reason)
         return list(merged.values()), source
 
     def _from_sacct(self, job_ids: list[str]) -> list[TaskState] | None:
@@ -278,7 +341,8 @@ class Scheduler:
             started = 1 if _started(parts[2]) and state not in _NOT_STARTED else 0
             restarts = int(parts[3]) if parts[3].isdigit() else 0
             code = _ended_code(state, _wait_status(parts[4]))
-            states.extend(TaskState(job, task, state, code, restarts + started) for task in tasks)
+            reason = parts[5] if len(parts) > 5 and state == "PENDING" and parts[5] not in ("None", "(null)") else ""
+            states.extend(TaskState(job, task, state, code, restarts + started, reason) for task in tasks)
         return states
 
     def _from_jobcomp(self, job_ids: list[str]) -> list[TaskState]:
@@ -340,3 +404,126 @@ class Scheduler:
                 else fields.get("JobId", "")
             add(raw, fields.get("WorkDir", ""), fields.get("SubmitTime", ""))
         return found
+
+    # --- interactive -------------------------------------------------------------------------
+
+    def interactive(self, options: list[str], command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+        """`srun --pty OPTIONS COMMAND` on this terminal (srun makes the allocation); its exit status.
+
+        Raises:
+            OperationError: srun is missing.
+        """
+        try:
+            return self._interactive(["srun", "--pty", *options, *command], cwd=cwd, env=env)
+        except FileNotFoundError as e:
+            raise OperationError("srun not found: is this a SLURM login node?") from e
+
+    def active_workdirs(self) -> list[str] | None:
+        """Where sbatch ran (the work directory) for every job of this user still queued or running;
+        None when squeue cannot be asked."""
+        out = self._query(["squeue", "-h", "-u", getpass.getuser(), "-O", "JobID:|,WorkDir:|"])
+        if out is None:
+            return None
+        found = []
+        for line in out.splitlines():
+            parts = line.rstrip().rstrip("|").split("|", 1)
+            if len(parts) == 2 and parts[1].strip():
+                found.append(parts[1].strip())
+        return sorted(set(found))
+
+    # --- cancelling ---------------------------------------------------------------------------
+
+    def cancel(self, targets: list[str]) -> str | None:
+        """`scancel` these jobs or array tasks (`123`, `123_4`, `123_[5-7]`): None when it did, else why not.
+
+        scancel does not fail for a job that already ended.
+        """
+        if not targets:
+            return None
+        try:
+            reply = self._runner(["scancel", *targets], timeout=QUERY_TIMEOUT)
+        except FileNotFoundError:
+            return "scancel not found: is this a SLURM login node?"
+        except (OSError, TimeoutError) as e:
+            return f"scancel did not answer: {e}"
+        if reply.returncode == 0:
+            return None
+        return "; ".join(ln.removeprefix("scancel: error: ").strip() for ln in (reply.stderr or reply.stdout).splitlines() if ln.strip()) \
+            or f"exit status {reply.returncode}"
+
+    # --- efficiency -------------------------------------------------------------------------------
+
+    def usage(self, job_ids: list[str]) -> list[Usage] | None:
+        """What accounting (slurmdbd) recorded of the latest attempt of every task of these jobs
+        that ended; None when accounting cannot be asked (sacct fails: no slurmdbd)."""
+        if not job_ids:
+            return []
+        out = self._query(["sacct", "-n", "-P", "-j", ",".join(job_ids),
+                           "-o", "JobID,State,Elapsed,Timelimit,TotalCPU,AllocCPUS,MaxRSS,ReqMem"])
+        if out is None:
+            return None
+        allocations: dict[str, list[str]] = {}
+        peaks: dict[str, int] = {}
+        for line in out.splitlines():
+            parts = line.split("|")
+            if len(parts) < 8:
+                continue
+            head, _, step = parts[0].partition(".")
+            if not step:
+                allocations[head] = parts
+            rss = parse_size(parts[6])
+            if rss is not None:
+                peaks[head] = max(peaks.get(head, 0), rss)
+        found: list[Usage] = []
+        for raw, parts in allocations.items():
+            state = parts[1].split()[0] if parts[1] else UNKNOWN
+            if state in ACTIVE_STATES or state == UNKNOWN:
+                continue
+            job, tasks = parse_job_id(raw)
+            elapsed = parse_duration(parts[2])
+            cpus = int(parts[5]) if parts[5].isdigit() else 0
+            if elapsed is None or len(tasks) != 1:
+                continue
+            found.append(Usage(job, tasks[0], state, elapsed, parse_duration(parts[3]), parse_seconds(parts[4]) or 0.0,
+                               cpus, peaks.get(raw), _req_mem(parts[7], cpus)))
+        return found
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
+_SIZE_FACTOR = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def parse_size(raw: str) -> int | None:
+    """sacct's sizes (MaxRSS 204800K, ReqMem 256M) in bytes; None for an empty field."""
+    m = _SIZE.match(raw.strip())
+    if not m:
+        return None
+    return int(float(m.group(1)) * _SIZE_FACTOR[m.group(2)])
+
+
+def _req_mem(raw: str, cpus: int) -> int | None:
+    """ReqMem for the whole job: older SLURM suffixes n (per node) or c (per CPU)."""
+    raw = raw.strip()
+    per_cpu = raw.endswith("c")
+    size = parse_size(raw.rstrip("nc"))
+    if size is None:
+        return None
+    return size * max(cpus, 1) if per_cpu else size
+
+
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+
+
+def parse_seconds(raw: str) -> float | None:
+    """SLURM's [D-][HH:]MM:SS[.mmm] in seconds; None for UNLIMITED, Partition_Limit or an empty field."""
+    m = _DURATION.match(raw.strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = (m.group(1) or 0), (m.group(2) or 0), m.group(3), m.group(4)
+    return int(days) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def parse_duration(raw: str) -> int | None:
+    """As parse_seconds, in whole seconds."""
+    seconds = parse_seconds(raw)
+    return None if seconds is None else round(seconds)

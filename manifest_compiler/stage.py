@@ -218,10 +218,47 @@ def stage_archives(resolved: Resolved, *, progress: Progress | None = None,
     return [_stage_one(root, subset, i, target_dir, progress) for i, subset in enumerate(data["subsets"])]
 
 
+def planned_archives(resolved: Resolved, *, cwd: str | os.PathLike[str] | None = None) -> tuple[list[Archive], list[Archive]]:
+    """The archives the run needs (each subset fingerprinted, one walk each), and those of them
+    that do not exist yet; none is built (`data.build: job` builds them in a staging job).
+
+    Raises:
+        OperationError: data missing, a variable unset.
+    """
+    data = resolved.get("data")
+    if not data or data["stage"] != "archive":
+        return [], []
+    root = Path(expand(data["root"], cwd=cwd))
+    target_dir = Path(expand(archive_dir(resolved), cwd=cwd))
+    archives = []
+    for i, subset in enumerate(data["subsets"]):
+        digest = fingerprint(root, subset).digest
+        archives.append(Archive(subset, i, digest, target_dir / f"{digest}.tar", built=False))
+    return archives, [a for a in archives if not a.path.is_file()]
+
+
+def check_expected(archives: list[Archive], expected: list[str]) -> None:
+    """A staging job's archives are those its submission named to the tasks.
+
+    Raises:
+        OperationError: a subset changed since (its tasks would not find their archive).
+    """
+    if len(expected) != len(archives):
+        raise OperationError(f"expected {len(expected)} archives, the run has {len(archives)} data subsets")
+    for a, want in zip(archives, expected, strict=True):
+        if a.fingerprint != want:
+            raise OperationError(f"data subset {a.subset} changed since it was submitted (fingerprint {want}, now {a.fingerprint}): "
+                                 "its tasks would not find their archive; submit again")
+
+
 def _stage_one(root: Path, subset: str, position: int, target_dir: Path, progress: Progress | None) -> Archive:
     before = fingerprint(root, subset)
     final = target_dir / f"{before.digest}.tar"
     if final.is_file():
+        # last used now: `mcompile gc` keeps an archive used within its grace period (another
+        # user's archive, read-only here, is used all the same)
+        with contextlib.suppress(OSError):
+            os.utime(final)
         return Archive(subset, position, before.digest, final, built=False)
     if progress:
         progress(f"archiving {subset}: {before.entries - 1:,} files and folders -> {final}")

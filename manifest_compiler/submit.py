@@ -25,6 +25,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from .plan import (
     ARCHIVE_VARIABLE_PREFIX,
     IMAGE_STAT_VARIABLE,
     SUBMISSION_VARIABLES,
+    fill_log_pattern,
     job_name,
     log_file_pattern,
     runtime_paths,
@@ -46,7 +48,7 @@ from .progress import Progress
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
 from .slurm import DEFAULT_MAX_ARRAY_SIZE, UNKNOWN, Scheduler
 from .snapshot import CodeSnapshot, ImageIdentity, image_identity, recorded_repo, snapshot_code
-from .stage import Archive, check_subset, expand, make_log_folder, stage_archives
+from .stage import Archive, check_subset, expand, make_log_folder, planned_archives, stage_archives
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
 
@@ -124,6 +126,7 @@ class Preflight:
     logs: str  # the log folder, created; a % in it doubled (sbatch expands %x patterns)
     log_file: str  # the --output file of the first array
     slurm_log: str  # SLURM's own messages of a later array (its tasks log themselves)
+    to_build: list[Archive] = dataclasses.field(default_factory=list)  # data.build: job: archives the staging job builds
 
     def log_options(self, chunk: ChunkPlan) -> list[str]:
         """Where SLURM writes the output of a chunk's tasks."""
@@ -139,7 +142,8 @@ class Preflight:
 
     def notes(self) -> list[str]:
         """What pre-flight made ready, for the user."""
-        notes = [f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}" for a in self.archives]
+        notes = [f"data {a.subset}: {'built' if a.built else 'to be built in a staging job' if a in self.to_build else 'reusing'} "
+                 f"archive {a.path}" for a in self.archives]
         if self.code:
             c = self.code
             notes.append(f"code: {'built' if c.built else 'reusing'} snapshot {c.path} of {c.repo} at {c.commit_name}"
@@ -175,12 +179,16 @@ def preflight(run_dir: Path, resolved: Resolved, *, strict: bool = False, progre
         assert code is not None
         warnings += code.warnings
     image = image_identity(expand(resolved["container"]["image"], cwd=run_dir), progress=progress)
-    archives = stage_archives(resolved, cwd=run_dir, progress=progress)
+    data = resolved.get("data")
+    if data and data.get("build") == "job":  # fingerprinted here, built in the staging job
+        archives, missing = planned_archives(resolved, cwd=run_dir)
+    else:
+        archives, missing = stage_archives(resolved, cwd=run_dir, progress=progress), []
     logs = make_log_folder(resolved, cwd=run_dir)
     assert logs is not None  # without unset_ok, an unset variable raises
     # % in the folder (also from a variable's value) and the name is doubled: sbatch expands %x patterns
     return Preflight(warnings, archives, code, image, logs.replace("%", "%%"), log_file_pattern(resolved),
-                     slurm_log_file(resolved["name"].replace("%", "%%"), "%A"))
+                     slurm_log_file(resolved["name"].replace("%", "%%"), "%A"), missing)
 
 
 def by_hand_command(run_dir: Path, resolved: Resolved, exports: list[str]) -> str:
@@ -254,7 +262,8 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
 
 # --- queuing --------------------------------------------------------------------------------
 
-def _sbatch_env(resolved: Resolved) -> dict[str, str]:
+def job_env(resolved: Resolved) -> dict[str, str]:
+    """The environment sbatch (or srun) exports to the job: this one, less the secrets and what the submission names itself."""
     env = dict(os.environ)
     for name in resolved["secrets"]:
         env.pop(name, None)
@@ -333,26 +342,33 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     done.notes.extend(ready.notes())
     chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
     max_parallel = resolved["resources"].get("max_parallel") if array else None
-    env = _sbatch_env(resolved)
+    env = job_env(resolved)
 
     def options(chunk: ChunkPlan) -> list[str]:
         return ready.options(chunk, chunk.array(max_parallel) if array else None)
 
+    estimate = None
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
-        refusal = scheduler.test_only(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
-        if refusal is not None:
+        tried = scheduler.try_job(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
+        if tried.refusal is not None:
             which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {refusal}; nothing was queued")
+            raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {tried.refusal}; nothing was queued")
+        estimate = estimate or tried
 
     try:
         manifest_sha = hashlib.sha256(Path(request.manifest_path).read_bytes()).hexdigest()
     except OSError:
         manifest_sha = hashlib.sha256((run_dir / MANIFEST).read_bytes()).hexdigest()
     git = _git_state(request.manifest_path)
+    staging = _staging_job(run_dir, resolved, ready, env, done, scheduler) if ready.to_build else None
     queued: list[tuple[str, ChunkPlan]] = []
     previous = request.after
     for i, chunk in enumerate(chunks):
-        dependency = [f"--dependency=afterany:{previous}"] if max_parallel and previous else []
+        after = [f"afterok:{staging}"] if staging else []
+        if max_parallel and previous:
+            after.append(f"afterany:{previous}")
+        # a failed staging job never satisfies afterok: SLURM cancels the tasks rather than leave them waiting
+        dependency = [f"--dependency={','.join(after)}", *(["--kill-on-invalid-dep=yes"] if staging else [])] if after else []
         sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env=env)
         if sbatched.job_id is None:
             _refused(run_dir, request, chunks, queued, i, sbatched.refusal, done)
@@ -361,6 +377,8 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
                               key=request.key, kind=request.kind, offset=chunk.offset,
                               code=ready.code.record() if ready.code else None, image=ready.image.record(),
                               array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned)
+        if staging:
+            record["staging_job"] = staging
         append_record(run_dir, record)
         queued.append((job_id, chunk))
         previous = job_id
@@ -372,6 +390,43 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     if len(chunks) > 1:
         chained = "; each array waits for the one before (max_parallel holds across them)" if max_parallel else ""
         done.notes.append(f"{len(request.tasks)} tasks as {len(chunks)} arrays (MaxArraySize {size}){chained}")
+    if estimate and estimate.start:
+        where = f", {estimate.where}" if estimate.where else ""
+        done.notes.append(f"expected to start around {estimate.start.replace('T', ' ')} (sbatch --test-only{where})")
+
+
+STAGING_MEM = "2G"  # the staging job: one CPU, this much memory, the run's time limit
+
+
+def staging_log(resolved: Resolved) -> str:
+    """The file (in the log folder) of a staging job's output, %j its job id."""
+    return slurm_log_file(resolved["name"].replace("%", "%%"), "%j").replace("_slurm.out", "_stage.out")
+
+
+def _staging_job(run_dir: Path, resolved: Resolved, ready: Preflight, env: dict[str, str], done: Submitted,
+                 scheduler: Scheduler) -> str:
+    """Queue the job that builds the missing archives (`data.build: job`); its id.
+
+    It runs `mcompile stage RUN_DIR --expect FP,..` with this Python on a compute node: it fails
+    when the data changed since it was fingerprinted here, so no task starts on the wrong archive.
+
+    Raises:
+        OperationError: sbatch refused it; nothing was queued.
+    """
+    cluster = resolved["cluster"]
+    options = [f"--job-name={job_name(resolved['project'], resolved['name'])}-stage", "--ntasks=1", "--cpus-per-task=1",
+               f"--mem={STAGING_MEM}", f"--time={resolved['resources']['time']}", f"--output={ready.logs}/{staging_log(resolved)}",
+               *(f"--{key}={cluster[key]}" for key in ("account", "partition", "qos") if cluster.get(key))]
+    expect = ",".join(a.fingerprint for a in ready.archives)
+    command = shlex.join([sys.executable, "-m", "manifest_compiler", "stage", str(run_dir), "--expect", expect])
+    sbatched = scheduler.submit_command(options, f"exec {command}", cwd=run_dir, env=env)
+    if sbatched.job_id is None:
+        raise OperationError(f"sbatch refused the staging job (data.build: job): {sbatched.refusal}; nothing was queued")
+    subsets = ", ".join(a.subset for a in ready.to_build)
+    done.notes.append(f"staging job {sbatched.job_id} builds the archives of {subsets} (data.build: job); the tasks start "
+                      f"after it succeeds (afterok), and SLURM cancels them if it fails; its log: "
+                      f"{fill_log_pattern(ready.logs + '/' + staging_log(resolved), sbatched.job_id)}")
+    return sbatched.job_id
 
 
 def _refused(run_dir: Path, request: _Request, chunks: list[ChunkPlan], queued: list[tuple[str, ChunkPlan]],

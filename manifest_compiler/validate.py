@@ -586,6 +586,10 @@ def _semantic_problems(loaded: LoadedManifest, *, refused: set[str]) -> list[Pro
     out += _check_subsets(loaded, _mapping(data.get("data")).get("subsets"))
     out += _check_targets(loaded, _mapping(data.get("container")), refused, data.get("code"))
     out += _check_bind_sources(loaded, data, refused)
+    data_section = _mapping(data.get("data"))
+    if data_section.get("build") == "job" and data_section.get("stage", "archive") != "archive" and "data.build" not in refused:
+        out.append(loaded.problem(("data", "build"), f"build: job builds archives, but data.stage is {data_section.get('stage')}; "
+                                  "remove data.build, or write stage: archive"))
     out += _check_sbatch_options(loaded, _mapping(_mapping(data.get("cluster")).get("sbatch_options")))
     out += _check_env_names(loaded, data)
     out += _check_launcher(loaded, data, refused)

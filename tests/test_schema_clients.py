@@ -58,6 +58,7 @@ MCOMPILE_ONLY = {
     "code-target-system": PATHS,
     "bug-type-float-for-int": YAML,
     "commands-file-missing": COMMANDS_FILE,
+    "data-build-job-without-archive": CROSS_FIELD,
     "commands-file-only-comments": COMMANDS_FILE,
     "commands-file-problems": COMMANDS_FILE,
     "bug-type-float-for-time-minutes": YAML,

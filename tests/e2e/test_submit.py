@@ -162,6 +162,7 @@ def test_a_failing_task_is_failed_with_its_exit_code(project: Project) -> None:
     rows = project.cluster.sacct_until(job, "JobID,State,ExitCode", lambda r: len(r) == 2, extra=("-X",))
     assert sorted(rows) == [[f"{job}_0", "COMPLETED", "0:0"], [f"{job}_1", "FAILED", "3:0"]]
     tasks = json.loads(project.mcompile("runs", "fail", "--runs", str(project.runs), "--format", "json").stdout)
+    assert all(t.pop("reason") is None and t.pop("efficiency")["time_limit_s"] == 300 for t in tasks), tasks
     assert tasks == [{"task": 0, "state": "COMPLETED", "exit_code": 0, "attempts": 1, "submissions": 1, "job_id": job},
                      {"task": 1, "state": "FAILED", "exit_code": 3, "attempts": 1, "submissions": 1, "job_id": job}]
     runs = json.loads(project.mcompile("runs", "--runs", str(project.runs), "--format", "json").stdout)

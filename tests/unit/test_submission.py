@@ -68,14 +68,15 @@ def test_a_run_past_max_array_size_is_tested_whole_then_queued_as_chained_arrays
     assert done.notes == [
         "submitted job 100 (9 tasks: 0-8, array 0-8%2)", "submitted job 101 (9 tasks: 9-17, array 0-8%2)",
         "submitted job 102 (7 tasks: 18-24, array 0-6%2)",
-        "25 tasks as 3 arrays (MaxArraySize 10); each array waits for the one before (max_parallel holds across them)"]
+        "25 tasks as 3 arrays (MaxArraySize 10); each array waits for the one before (max_parallel holds across them)",
+        "expected to start around 2024-01-01 10:00:00 (sbatch --test-only, using 1 processors on nodes n1 in partition debug)"]
 
 
 def test_a_single_task_is_one_job_without_an_array(tmp_path: Path) -> None:
     run, manifest = _compile(tmp_path, 1)
     slurm = FakeSlurm(max_array_size=None)  # not asked: one task needs no array
     done = submit_run(run, manifest_path=str(manifest), scheduler=Scheduler(slurm))
-    assert done.jobs == ["100"] and done.notes == ["submitted job 100 (task 0)"]
+    assert done.jobs == ["100"] and done.notes == ["submitted job 100 (task 0)", "expected to start around 2024-01-01 10:00:00 (sbatch --test-only, using 1 processors on nodes n1 in partition debug)"]
     [argv] = slurm.sbatch("--parsable")
     assert option(argv, "--array") is None and option(argv, "--output") == f"{tmp_path}/logs/units_%j_0.out"
     assert [c.argv[0] for c in slurm.calls] == ["sbatch", "sbatch"]
@@ -195,7 +196,8 @@ def test_rerun_failed_queues_the_failed_tasks_and_those_no_one_knows_of_are_said
     assert done.jobs == ["200"]
     assert done.notes == [
         "warning: no state known for tasks 4 (accounting: sacct); they are not rerun; name them with --tasks if they should be",
-        "rerunning tasks 1-2", "submitted job 200 (2 tasks: 1-2)"]
+        "rerunning tasks 1-2", "submitted job 200 (2 tasks: 1-2)",
+        "expected to start around 2024-01-01 10:00:00 (sbatch --test-only, using 1 processors on nodes n1 in partition debug)"]
     [argv] = slurm.sbatch("--parsable")
     assert option(argv, "--array") == "1-2" and exported(argv)["MCOMPILE_TASK_OFFSET"] == "0"
     record = read_submissions(run)[-1]
