@@ -10,8 +10,8 @@ code folder beside it (<scratch>/<project>/.mcompile/code). An archive is kept w
   - it was built or reused within the last GRACE seconds (a --submit may be about to queue it:
     stage touches an archive it reuses), or, with --older-than N, within the last N days.
 
-A code snapshot (a file or folder in the code folder) is kept when its name, or its name
-without its suffix, appears in the job.sbatch, mounts.json, plan.txt or submissions.jsonl of a
+A code snapshot (<sha256>.tar in the code folder; its trees/ notes are a cache, left alone) is
+kept when its name, or its name without its suffix, appears in the job.sbatch, mounts.json, plan.txt or submissions.jsonl of a
 run under --runs or of a queued or running one, under the same rules of age.
 
 When SLURM cannot be asked which jobs are queued, nothing is removed. Nothing here prints.
@@ -125,8 +125,8 @@ def collect(runs_dir: str, *, dry_run: bool, older_than_days: float | None, sche
         code = folder.parent / CODE_FOLDER
         if code.is_dir():
             for entry in sorted(code.iterdir()):
-                if entry.name.startswith("."):
-                    continue  # one being written
+                if entry.name.startswith(".") or entry.name == "trees":
+                    continue  # one being written; the tree notes (a cache of small files, each checked against its snapshot)
                 stem = entry.name.split(".", 1)[0]
                 candidates.append((entry, entry.name in all_text or (len(stem) >= 8 and stem in all_text)))
         for entry, referred in candidates:

@@ -21,6 +21,7 @@ from .jobdir import JOB_SCRIPT, read_resolved
 from .plan import plan_job
 from .progress import Progress
 from .slurm import Scheduler
+from .snapshot import recorded_repo
 from .submit import TASK_OFFSET_VARIABLE, job_env, preflight
 from .units import format_time, parse_time
 
@@ -86,17 +87,18 @@ def open_shell(run: Path, task: int, overrides: Overrides, *, scheduler: Schedul
     if not 0 <= task < ntasks:
         raise UsageError(f"mcompile shell: task {task} does not exist: {run} has {ntasks} tasks (0-{ntasks - 1})")
     options = shell_options(run, overrides)
-    ready = preflight(run, resolved, progress=progress)
+    ready = preflight(run, resolved, progress=progress, repo=recorded_repo(run) if "code" in resolved else None)
     if ready.to_build:
         raise OperationError(f"the archives of {', '.join(a.subset for a in ready.to_build)} are not built yet (data.build: job): "
                              f"submit the run first, or build them here with: mcompile stage {run}")
     for warning in ready.warnings:
         if progress:
             progress(f"warning: {warning}")
-    for a in ready.archives:
+    for note in ready.notes():
         if progress:
-            progress(f"data {a.subset}: {'built' if a.built else 'reusing'} archive {a.path}")
-    exports = ["ALL", *(a.export for a in ready.archives), f"{TASK_OFFSET_VARIABLE}={task}", f"{SHELL_VARIABLE}=1"]
+            progress(note)
+    # the code snapshot and the image's identity too, as a submission names them
+    exports = ["ALL", *ready.exports, f"{TASK_OFFSET_VARIABLE}={task}", f"{SHELL_VARIABLE}=1"]
     options.append("--export=" + ",".join(exports))
     if progress:
         progress(f"a shell in task {task}'s container (exit it to end the allocation): srun --pty {' '.join(options)} bash {JOB_SCRIPT}")
