@@ -708,7 +708,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from .logs import show_logs
 
     logs = show_logs(args.runs or _runs_default(), args.run, task=args.task, attempt=args.attempt, follow=args.follow,
-                     scheduler=build_scheduler())
+                     scheduler=build_scheduler(), waiting=_note)
     sys.stdout.write(logs.text)
     sys.stdout.flush()
     for text in logs.follow or ():

@@ -23,6 +23,7 @@ from pathlib import Path
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, find_run, read_run_head, task_count
 from .plan import job_name, log_file
+from .progress import Progress
 from .runs import FAILED_STATES, TaskRow, run_task_rows
 from .slurm import ACTIVE_STATES, Scheduler
 from .stage import expand
@@ -160,7 +161,7 @@ def _not_started(row: TaskRow) -> str:
 
 
 def show_logs(runs_dir: str, spec: str, *, task: int | None, attempt: int | None, follow: bool,
-              scheduler: Scheduler) -> Logs:
+              scheduler: Scheduler, waiting: Progress | None = None) -> Logs:
     """The log of one task (all its attempts, or attempt K), or without a task the last lines of
     every failed task and a line for each task that has not started.
 
@@ -201,7 +202,7 @@ def show_logs(runs_dir: str, spec: str, *, task: int | None, attempt: int | None
     if follow:
         logs = task_logs(run, task, subs, name)
         if logs and row.state.split()[0] in ACTIVE_STATES:
-            follower = _follow(logs[-1].path, sizes.get(logs[-1].path, 0), run, task, scheduler)
+            follower = _follow(logs[-1].path, sizes.get(logs[-1].path, 0), run, task, scheduler, waiting)
     return Logs(run, "".join(lines), follower)
 
 
@@ -226,9 +227,13 @@ def _failed_summary(run: Path, name: str, rows: list[TaskRow], subs: list[Submis
     return "".join(out)
 
 
-def _follow(path: Path, offset: int, run: Path, task: int, scheduler: Scheduler) -> t.Iterator[str]:
-    """What is added to a task's log past `offset` until the task ends (then the rest of it)."""
+def _follow(path: Path, offset: int, run: Path, task: int, scheduler: Scheduler,
+            waiting: Progress | None = None) -> t.Iterator[str]:
+    """What is added to a task's log past `offset` until the task ends (then the rest of it).
+    `waiting` hears what the follow waits for while the task has not started (state and reason,
+    at each change), and when it starts."""
     head = read_run_head(run)
+    said = ""
 
     def more() -> str:
         nonlocal offset
@@ -246,7 +251,14 @@ def _follow(path: Path, offset: int, run: Path, task: int, scheduler: Scheduler)
         if text:
             yield text
         rows, _, _ = run_task_rows(run, job_name(head.project, head.name), scheduler=scheduler)
-        if rows[task].state.split()[0] not in ACTIVE_STATES:
+        state = rows[task].state.split()[0]
+        if waiting is not None:
+            now = (f"waiting for task {task} to start: {state}" + (f" ({rows[task].reason})" if rows[task].reason else "")
+                   if state in ("PENDING", "REQUEUED") else f"task {task} is {state}" if said else "")
+            if now != said and now:
+                waiting(now)
+            said = now
+        if state not in ACTIVE_STATES:
             time.sleep(FOLLOW_POLL)  # the last lines may land just after the state changed
             text = more()
             if text:

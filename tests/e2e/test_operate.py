@@ -358,3 +358,26 @@ def test_a_failing_staging_job_leaves_no_task_waiting(project: Project) -> None:
     rows = _json_rows(project, "broken")
     assert all(r["state"] != "PENDING" for r in rows), rows
     assert not (project.outputs("broken", job, 0) / "out.txt").exists()
+
+
+def test_follow_says_what_it_waits_for_until_the_task_starts(project: Project, tmp_path: Path) -> None:
+    manifest = project.manifest("held", {"commands": ["echo started; sleep 2; echo done"]}, data=None,
+                                cluster={"sbatch_options": {"hold": True}})
+    _, job, _ = project.submit(manifest)
+    notes = tmp_path / "follow-stderr.txt"
+    with open(notes, "w") as err:
+        follow = subprocess.Popen([sys.executable, "-m", "manifest_compiler", "logs", "held", "--runs", str(project.runs),
+                                   "--task", "0", "--follow"], env=project.env(), cwd=project.root,
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            _wait_for(lambda: "waiting for task 0 to start: PENDING" in notes.read_text(), "the waiting line")
+            project.cluster.run("scontrol", "release", job)
+            out, _ = follow.communicate(timeout=90)
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+    said = notes.read_text().splitlines()
+    assert said[0].startswith("mcompile: waiting for task 0 to start: PENDING (JobHeld"), said  # the reason from squeue
+    assert said.count(said[0]) == 1, said  # said once, not at every look
+    assert any(line.startswith("mcompile: task 0 is ") for line in said[1:]), said
+    assert "started" in out and out.rstrip().endswith("==> task 0: COMPLETED, exit code 0:0 <=="), out
