@@ -132,15 +132,18 @@ def _read_text(path: Path) -> str:
 
 def _diff_against_previous(run: Path, runs_dir: str) -> str:
     """What changed since the newest other run of the same experiment, as `mcompile diff` prints it."""
-    from .diff import diff_specs
+    from .diff import SUMMARY_TASKS_AT_MOST, diff_specs
     from .diff.formats import format_text
     from .diff.sides import previous_runs
     from .errors import DiffError
-    from .jobdir import read_run_head
+    from .jobdir import read_run_head, task_count
 
     others = previous_runs(runs_dir, read_run_head(run).name, run)
     if not others:
         return f"no other compiled run of this experiment under {runs_dir}"
+    most = max(task_count(run), task_count(others[0]))
+    if most > SUMMARY_TASKS_AT_MOST:  # as compile's summary: the comparison holds both task lists
+        return f"since {others[0]}: not compared ({most:,} tasks; `mcompile diff {others[0]} {run}` compares them)"
     try:
         return f"since {others[0]}:\n" + format_text(diff_specs(str(others[0]), str(run), runs_dir=runs_dir))
     except DiffError as e:
