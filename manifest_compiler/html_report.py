@@ -92,14 +92,15 @@ def report_data(runs_dir: str, spec: str, *, scheduler: Scheduler, generated: st
     grid = {"states": states, "colours": [STATE_COLOURS.get(s.split()[0], OTHER_COLOUR) for s in states],
             "state": s_col, "exit": e_col, "attempts": a_col, "job": j_col, "jobs": jobs, "commands": commands,
             "array": entry["tasks"] > 1}
-    first_image = next((s["image"] for s in entry["submissions"] if isinstance(s.get("image"), dict)), None)
+    # the code and image of the latest submission that recorded them (each submission's in its row)
     codes = [s["code"] for s in entry["submissions"] if isinstance(s.get("code"), dict)]
+    images = [s["image"] for s in entry["submissions"] if isinstance(s.get("image"), dict)]
     identity = {
         "name": entry["name"], "hash": entry["hash"], "run": entry["run"], "tasks": entry["tasks"],
         "project": resolved.get("project"), "manifest": str(run / MANIFEST) if (run / MANIFEST).is_file() else None,
         "manifest_sha256": next((c.record["manifest_sha256"] for s in read_run_submissions(run, entry["tasks"])
                                  for c in s.chunks if c.record.get("manifest_sha256")), None),
-        "code": codes[-1] if codes else None, "image": first_image,
+        "code": codes[-1] if codes else None, "image": images[-1] if images else None,
         "time": resolved["resources"]["time"], "mem": resolved["resources"]["mem"], "logs": entry["logs"],
         "failed": sum(1 for r in rows if is_failed(r.state)),
     }

@@ -42,6 +42,7 @@ def test_the_page_data_is_the_runs_states_and_the_tasks(tmp_path: Path) -> None:
     html = render_report(data)
     assert _embedded(html) == json.loads(json.dumps(g))  # the script reads what the data says
     assert "</script>\"" not in html and "echo \\u003c/script>" in html
+    assert f"image <code>{data.identity['image']['sha256'][:12]}</code>" in html  # what the submission ran
 
 
 def test_the_same_run_state_gives_the_same_page_apart_from_the_time(tmp_path: Path) -> None:
