@@ -24,8 +24,8 @@ if t.TYPE_CHECKING:
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_OPERATION = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # diff: the sides differ
 
-COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "gc", "rerun", "diff", "exec", "import",
-            "sync")
+COMMANDS = ("validate", "compile", "plan", "schema", "stage", "runs", "logs", "cancel", "shell", "gc", "report", "rerun", "diff",
+            "exec", "import", "sync")
 
 
 def _parser_class() -> type[argparse.ArgumentParser]:
@@ -195,6 +195,18 @@ asked, nothing is removed (exit 3).
 examples:
   mcompile gc --dry-run
   mcompile gc --runs /scratch/$USER/runs --older-than 14"""),
+    "report": ("write a run as one self-contained HTML page (states, every task, plan, diff)", f"""\
+RUN: {_RUN_ARG}. Writes <run>/report.html (or -o FILE): the run's name, hash, manifest,
+code commit and image SHA-256, its submissions, the tasks per state, a grid of every task
+coloured by its latest attempt (point or click: command, exit status, attempts, log), the plan
+and the changes since the newest other run of the experiment. States as `mcompile runs RUN`.
+One file that loads nothing (no network at view time); the same run state gives the same page,
+apart from the time it was generated. Prints the file written on stdout.
+
+exit status: 0 written; 2 usage error (no such run); 3 the run cannot be read or the page written
+
+example:
+  mcompile report lr-grid -o lr-grid.html"""),
     "rerun": ("submit some tasks of a compiled run again (same job directory, no recompile)", f"""\
 RUN: {_RUN_ARG}. Queues the tasks named by --failed and/or --tasks as one new submission
 (recorded in the run's submissions.jsonl); prints the job ids on stdout.
@@ -341,6 +353,12 @@ def _gc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only what was last built or used more than DAYS ago")
 
 
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help=_RUN_ARG)
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="write the page here (default: <run>/report.html)")
+    p.add_argument("--runs", default=None, metavar="DIR", help=_RUNS_OPT)
+
+
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help=_RUN_ARG)
     p.add_argument("--failed", action="store_true",
@@ -382,7 +400,7 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS: dict[str, t.Callable[[argparse.ArgumentParser], None]] = {
     "validate": _validate_arguments, "compile": _compile_arguments, "plan": _plan_arguments,
     "schema": _schema_arguments, "stage": _stage_arguments, "runs": _runs_arguments,
-    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments, "gc": _gc_arguments,
+    "logs": _logs_arguments, "cancel": _cancel_arguments, "shell": _shell_arguments, "gc": _gc_arguments, "report": _report_arguments,
     "rerun": _rerun_arguments, "exec": _exec_arguments, "diff": _diff_arguments, "import": _import_arguments,
     "sync": _sync_arguments,
 }
@@ -752,6 +770,20 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OPERATION if done.notes else EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import datetime
+    from pathlib import Path
+
+    from .html_report import REPORT_FILE, report_data, write_report
+
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = report_data(args.runs or _runs_default(), args.run, scheduler=build_scheduler(), generated=generated)
+    output = Path(args.output) if args.output else Path(data.identity["run"]) / REPORT_FILE
+    write_report(data, output)
+    print(output)
+    return EXIT_OK
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .jobdir import find_run
     from .submit import rerun
@@ -832,6 +864,7 @@ _HANDLER_BY_COMMAND: dict[str, t.Callable[[argparse.Namespace], int]] = {
     "cancel": _cmd_cancel,
     "shell": _cmd_shell,
     "gc": _cmd_gc,
+    "report": _cmd_report,
     "rerun": _cmd_rerun,
     "diff": _cmd_diff,
     "exec": _cmd_exec,

