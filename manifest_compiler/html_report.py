@@ -7,8 +7,8 @@ own script on a <canvas> (100,000 tasks are 100,000 cells, not 100,000 DOM nodes
 nothing: no CDN, no font, no request at view time. The same run state gives the same bytes, apart
 from the generation time that the page states.
 
-Accounting figures per task (elapsed time, peak memory) are not among what `runs` records of a task
-(`runs.TaskRow`: state, exit code, attempts, job), so the page has no histogram of them yet and says so.
+Where accounting has them, the finished tasks' elapsed time and peak memory (`runs`' efficiency
+figures) are drawn as histograms against the time limit and the memory request, with its advice.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ STATE_COLOURS = {
     "NODE_FAIL": "#8b1a1a", "NOT_SUBMITTED": "#e3e3e3", "NOT_QUEUED": "#c9b27c", "UNKNOWN": "#bdbdbd",
 }
 OTHER_COLOUR = "#9e9e9e"
-ACCOUNTING_NOTE = ("elapsed time and peak memory per task are not recorded by `mcompile runs` in this version, "
-                   "so there is no histogram of them against the time limit and the memory request")
+NO_ACCOUNTING = "not available: SLURM's accounting (sacct) does not answer here, as `mcompile runs RUN` says"
+NONE_FINISHED = "no task has finished yet"
+BINS = 10  # bars of a histogram: 0-10%, ..., 90-100% (and more, for a task past its request)
 
 
 @dataclasses.dataclass
@@ -47,7 +48,9 @@ class ReportData:
     grid: dict[str, t.Any]  # the per-task arrays the page's script draws
     plan: str
     diff: str
-    accounting_note: str
+    accounting_note: str  # why there are no histograms ("" when there are)
+    histograms: list[dict[str, t.Any]]  # title, bars [{label, n, share}], advice: what `runs RUN` shows, drawn
+    advice: list[str]
     generated: str
 
 
@@ -104,6 +107,13 @@ def report_data(runs_dir: str, spec: str, *, scheduler: Scheduler, generated: st
         "time": resolved["resources"]["time"], "mem": resolved["resources"]["mem"], "logs": entry["logs"],
         "failed": sum(1 for r in rows if is_failed(r.state)),
     }
+    figures = list(entry.get("task_efficiency", {}).values())
+    efficiency = entry.get("efficiency")
+    histograms = [
+        _histogram("elapsed time against the time limit", [(f.elapsed, f.time_limit) for f in figures]),  # ended tasks only
+        _histogram("peak memory (MaxRSS) against the request", [(f.max_rss, f.mem) for f in figures]),
+    ] if figures else []
+    note = "" if histograms else NO_ACCOUNTING if not entry.get("efficiency_available", True) else NONE_FINISHED
     return ReportData(
         identity=identity,
         submissions=entry["submissions"],
@@ -111,9 +121,26 @@ def report_data(runs_dir: str, spec: str, *, scheduler: Scheduler, generated: st
         grid=grid,
         plan=_read_text(run / PLAN),
         diff=_diff_against_previous(run, runs_dir),
-        accounting_note=ACCOUNTING_NOTE,
+        accounting_note=note,
+        histograms=histograms,
+        advice=list(efficiency.advice) if efficiency else [],
         generated=generated,
     )
+
+
+def _histogram(title: str, pairs: list[tuple[int | None, int | None]]) -> dict[str, t.Any]:
+    """How many finished tasks used each tenth of their request (a last bar for more than all of it)."""
+    bars = [0] * (BINS + 1)
+    unknown = 0
+    for used, asked in pairs:
+        if used is None or not asked:
+            unknown += 1
+            continue
+        bars[min(int(used / asked * BINS), BINS)] += 1
+    most = max(bars) or 1
+    labels = [f"{100 * i // BINS}-{100 * (i + 1) // BINS}%" for i in range(BINS)] + ["over"]
+    return {"title": title, "bars": [{"label": label, "n": n, "share": round(100 * n / most)} for label, n in zip(labels, bars, strict=True)],
+            "unknown": unknown}
 
 
 def _job_log(sub: dict[str, t.Any], job_id: str) -> str | None:

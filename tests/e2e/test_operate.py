@@ -7,6 +7,7 @@ here. SLURM, slurmdbd and sacct are real.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -152,6 +153,13 @@ def test_efficiency_of_a_task_that_uses_200_mib_and_4_s_of_cpu(project: Project)
     assert "memory 2" in text and "M at most of 1G (" in text, text
     assert "  advice: `mem: 1G` used 2" in text and "M at most: 320M would do" in text or "M at most: 384M would do" in text, text
     assert "advice: `time: 0-00:30:00` took " in text and "at most: 1m would do" in text, text
+    # the same figures drawn in `mcompile report`'s page: one task in the 0-10% bar of its time limit and
+    # in the 20-30% bar of its memory request (200-320 MiB of 1 GiB), with the same advice
+    page = Path(project.mcompile("report", "hog", "--runs", str(project.runs)).stdout.strip()).read_text()
+    section = page[page.index("<h2>Elapsed time and memory</h2>"):page.index("<h2>Plan</h2>")]
+    bars = re.findall(r"<tr><td>([0-9]+-[0-9]+%|over)</td><td>.*?</td><td>(\d+)</td></tr>", section)
+    assert [label for label, n in bars[:11] if n == "1"] == ["0-10%"] and [label for label, n in bars[11:] if n == "1"] in (["10-20%"], ["20-30%"]), section
+    assert "advice: `mem: 1G` used 2" in section, section
 
 
 def test_cancel_records_and_stops_queued_tasks(project: Project) -> None:

@@ -73,3 +73,25 @@ def test_report_writes_the_page_in_the_run_directory_or_to_o(tmp_path: Path, mon
     assert (tmp_path / "r.html").is_file()
     assert cli.main(["report", "nothing", "--runs", str(tmp_path / "runs")]) == 2
     assert "no compiled run 'nothing'" in capsys.readouterr().err
+
+
+def test_histograms_count_the_finished_tasks_by_tenths_of_their_request() -> None:
+    from manifest_compiler.html_report import _histogram
+
+    h = _histogram("elapsed time against the time limit", [(30, 600), (59, 600), (60, 600), (599, 600), (900, 600), (5, None)])
+    assert [(b["label"], b["n"]) for b in h["bars"] if b["n"]] == [("0-10%", 2), ("10-20%", 1), ("90-100%", 1), ("over", 1)]
+    assert h["unknown"] == 1 and max(b["share"] for b in h["bars"]) == 100
+
+
+def test_the_page_shows_the_histograms_and_the_advice(tmp_path: Path) -> None:
+    import dataclasses
+
+    from manifest_compiler.html_report import _histogram
+
+    run, scheduler = report_run(tmp_path)
+    data = report_data(str(tmp_path / "runs"), str(run), scheduler=scheduler, generated="then")
+    data = dataclasses.replace(data, accounting_note="", advice=["`mem: 1G` used 230M at most: 320M would do"],
+                               histograms=[_histogram("peak memory (MaxRSS) against the request", [(230 << 20, 1 << 30)])])
+    html = render_report(data)
+    assert "<h3>peak memory (MaxRSS) against the request</h3>" in html and 'id="accounting"' not in html
+    assert "<td>20-30%</td>" in html and "advice: `mem: 1G` used 230M at most: 320M would do" in html
