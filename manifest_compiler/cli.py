@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sys
 import typing as t
-from pathlib import Path
 
 if t.TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
 from . import SCHEMA_VERSIONS, __version__
 
@@ -659,6 +659,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     import shlex
+    from pathlib import Path
 
     from .pipeline import build_job
     from .stage import make_log_folder, stage_archives
