@@ -13,6 +13,7 @@ Nothing here prints: the verbs return text, or for `--follow` an iterator of tex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -60,16 +61,13 @@ class Attempt:
 
 def script_output(run: Path) -> str | None:
     """The job.sbatch's own `#SBATCH --output=` pattern (a log folder without variables), else None."""
-    try:
-        with open(run / JOB_SCRIPT, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("#SBATCH --output="):
-                    return line.strip()[len("#SBATCH --output="):].replace("%%", "%")
-                if not line.startswith("#"):
-                    break
-    except OSError:
-        pass
-    return None
+    with contextlib.suppress(OSError), open(run / JOB_SCRIPT, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("#SBATCH --output="):
+                return line.strip()[len("#SBATCH --output="):].replace("%%", "%")
+            if not line.startswith("#"):
+                break
+    return None  # no job.sbatch, or its --output is set at submission
 
 
 def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool, by_hand_logs: str | None = None) -> LogFile:
