@@ -6,6 +6,7 @@ SLURM_LOCALID, SLURM_NODEID, SLURM_NTASKS and the node list; auto-requeue is off
 requeues). The model trains a few steps on this rank's shard; then every rank writes
 OUT/lightning-<global_rank>.json with the ranks Lightning chose, its cluster environment and
 main address/port, and a checksum of the trained parameters (equal on every rank under DDP).
+The ranks then leave the process group together (barrier, destroy_process_group).
 
     lightning_ranks.py --nodes N --devices K [--steps S] [--out DIR]
 """
@@ -60,6 +61,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"lightning-{trainer.global_rank}.json").write_text(json.dumps(result, indent=1))
+    # Leave the group together: a rank that exits while gloo still tears down a peer's pair can
+    # abort that peer ("terminate called without an active exception", exit 134).
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
