@@ -51,6 +51,9 @@ WANDB_SYNCED = "wandb-synced.jsonl"  # offline W&B runs `mcompile sync` uploaded
 REPORT = "report.html"  # `mcompile report`'s page, by default
 CODE_REPO = "code-repo"  # code.repo's folder where the run was first compiled (rerun and exec snapshot it)
 CANCELS = "cancels.jsonl"
+# A packed run's record of its tasks, written by the job: packs/<job>_<array index>, a line as each
+# task starts ("<task> started <restart>") and as it exits ("<task> exited <status>").
+PACKS = "packs"
 RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS, REPORT)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough

@@ -220,6 +220,13 @@ class Run(_RunAlways, total=False):
     id: str  # sweep
     agents: int  # sweep
     runs_per_agent: int  # sweep
+    pack: int  # tasks run one after the other by each array task; only when more than 1 (see pack_size)
+
+
+def pack_size(run: Run) -> int:
+    """Tasks each array task runs, one after the other (run.pack): 1 without packing, and for a
+    run of one task (no array to pack)."""
+    return run.get("pack", 1) if len(run["tasks"]) > 1 else 1
 
 
 class Outputs(t.TypedDict):

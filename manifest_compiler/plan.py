@@ -107,6 +107,7 @@ class JobPlan(t.NamedTuple):
     world_size: int  # processes of one task, all nodes together
     requeue: model.Requeue | None  # before_end in seconds, max_restarts
     wandb: model.Wandb | None = None  # W&B for every task (the job sets its variables)
+    pack: int = 1  # tasks each array task runs one after the other (run.pack); 1: one
 
     @property
     def distributed(self) -> bool:
@@ -126,6 +127,10 @@ def code_dir(resolved: Resolved) -> str:
     return f"{scratch}/{resolved['project']}/.mcompile/code"
 
 
+# Which tasks an array runs, named by its submission: the first task of an array (its index 0),
+# or for a packed run the list of the array's tasks (`0-7,9`), N of them per array task.
+TASK_OFFSET_VARIABLE = "MCOMPILE_TASK_OFFSET"
+PACK_TASKS_VARIABLE = "MCOMPILE_TASKS"
 ARCHIVE_VARIABLE_PREFIX = "MCOMPILE_ARCHIVE_"
 # What a submission names to the job in --export, besides the archives (never secret, never
 # taken from the submitting shell): the code snapshot's SHA-256, its commit, and the image's
@@ -160,8 +165,11 @@ def slurm_log_file(name: str, job: str) -> str:
 
 
 def log_file_pattern(resolved: Resolved) -> str:
-    """The file part of the --output pattern: <name>_%A_%a.out, or <name>_%j_0.out without an array."""
+    """The file part of the --output pattern: <name>_%A_%a.out, or <name>_%j_0.out without an
+    array; <name>_%A_slurm.out for a packed run, whose tasks each log themselves."""
     name = resolved["name"]
+    if model.pack_size(resolved["run"]) > 1:
+        return slurm_log_file(name, "%A")
     return log_file(name, "%A", "%a") if len(resolved["run"]["tasks"]) > 1 else log_file(name, "%j", "0")
 
 
@@ -189,10 +197,11 @@ def plan_job(resolved: Resolved) -> JobPlan:
     cluster, res, c = resolved["cluster"], resolved["resources"], resolved["container"]
     tasks = resolved["run"]["tasks"]
     n = len(tasks)
+    pack = model.pack_size(resolved["run"])
 
     array = None
     if n > 1:
-        array = f"0-{n - 1}"
+        array = f"0-{-(-n // pack) - 1}"  # an array task per task, or per `pack` tasks
         if res["max_parallel"]:
             array += f"%{res['max_parallel']}"
 
@@ -274,8 +283,9 @@ def plan_job(resolved: Resolved) -> JobPlan:
         flags.append("--writable-tmpfs")
 
     hours = _hours(res["time"])
-    core_hours = n * res["nodes"] * res["tasks_per_node"] * res["cpus_per_task"] * hours
-    gpu_hours = n * res["nodes"] * res["gpus"] * hours
+    array_tasks = -(-n // pack)  # the time limit is each one's
+    core_hours = array_tasks * res["nodes"] * res["tasks_per_node"] * res["cpus_per_task"] * hours
+    gpu_hours = array_tasks * res["nodes"] * res["gpus"] * hours
 
     launcher = resolved["run"]["launcher"]
     per_node = resolved["run"]["processes_per_node"] or res["tasks_per_node"]
@@ -318,6 +328,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         world_size=model.world_size(launcher, res["nodes"], res["tasks_per_node"], resolved["run"]["processes_per_node"]),
         requeue=requeue,
         wandb=resolved.get("wandb"),
+        pack=pack,
     )
 
 

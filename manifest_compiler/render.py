@@ -30,9 +30,9 @@ import typing as t
 from collections import abc
 from json.encoder import encode_basestring
 
-from .jobdir import BLOCK_SIZE, INDEX_WIDTH, FileContent, StreamedFile
+from .jobdir import BLOCK_SIZE, INDEX_WIDTH, PACKS, FileContent, StreamedFile
 from .model import SCRATCH_TARGET, Resolved
-from .plan import VARIABLE, JobPlan, home_spelled
+from .plan import PACK_TASKS_VARIABLE, TASK_OFFSET_VARIABLE, VARIABLE, JobPlan, home_spelled
 from .spool import Spool
 
 if t.TYPE_CHECKING:
@@ -472,7 +472,8 @@ def render_job(plan: JobPlan) -> RenderedFiles:
 
     def render(template: str, **extra: t.Any) -> bytes:
         context = {"plan": plan, "ntasks": n, "index_width": INDEX_WIDTH, "shown_tasks": _shown_tasks(tasks),
-                   "scratch_target": SCRATCH_TARGET, **extra}
+                   "scratch_target": SCRATCH_TARGET, "offset_variable": TASK_OFFSET_VARIABLE,
+                   "pack_variable": PACK_TASKS_VARIABLE, "packs_dir": PACKS, **extra}
         return t.cast(str, env.get_template(template).render(context)).encode()
 
     return RenderedFiles({

@@ -22,7 +22,7 @@ from .plan import plan_job
 from .progress import Progress
 from .slurm import Scheduler
 from .snapshot import recorded_repo
-from .submit import TASK_OFFSET_VARIABLE, job_env, preflight
+from .submit import job_env, preflight
 from .units import format_time, parse_time
 
 SHELL_VARIABLE = "MCOMPILE_SHELL"  # job.sbatch: run an interactive shell in the container, not the task's command

@@ -37,7 +37,9 @@ from .model import Resolved, repo_folder
 from .plan import (
     ARCHIVE_VARIABLE_PREFIX,
     IMAGE_STAT_VARIABLE,
+    PACK_TASKS_VARIABLE,
     SUBMISSION_VARIABLES,
+    TASK_OFFSET_VARIABLE,
     fill_log_pattern,
     job_name,
     log_file_pattern,
@@ -52,7 +54,6 @@ from .stage import Archive, check_subset, expand, make_log_folder, planned_archi
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
 
-TASK_OFFSET_VARIABLE = "MCOMPILE_TASK_OFFSET"  # the first task of an array, named by its submission
 
 
 @dataclasses.dataclass
@@ -268,7 +269,7 @@ def job_env(resolved: Resolved) -> dict[str, str]:
     for name in resolved["secrets"]:
         env.pop(name, None)
     # the submission names these itself; a value left in the submitting shell must not leak in
-    for name in [n for n in env if n in (TASK_OFFSET_VARIABLE, *SUBMISSION_VARIABLES) or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
+    for name in [n for n in env if n in (TASK_OFFSET_VARIABLE, PACK_TASKS_VARIABLE, *SUBMISSION_VARIABLES) or n.startswith(ARCHIVE_VARIABLE_PREFIX)]:
         env.pop(name)
     return env
 

@@ -980,6 +980,14 @@ def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set
         world = world_size(launcher, nodes, per_node, processes_per_node(launcher, processes, gpus or 0))
         if world > 1:
             out.append(loaded.problem(("run", "launcher"), f"a W&B sweep cannot run {world} processes per task: each would start its own agent and take a different run; use launcher: single, one agent per task"))
+    pack = None if "run.pack" in refused else _count(run.get("pack"), 1)
+    if pack is not None and pack > 1:
+        if launcher != "single":
+            out.append(loaded.problem(("run", "pack"), f"pack runs tasks one after the other in one container at a time: launcher: single only "
+                                      f"(the launcher is {launcher}); remove pack, or give each distributed task its own array task"))
+        if "sweep" in run:
+            out.append(loaded.problem(("run", "pack"), "a W&B sweep's agents run side by side, not one after the other: remove pack "
+                                      "(runs_per_agent gives each agent several runs)"))
     if launcher != "single":
         for section in ("env", "secrets"):
             for name in _mapping(data.get(section)):
