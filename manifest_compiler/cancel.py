@@ -62,18 +62,26 @@ def cancel_run(run: Path, *, tasks: str | None, scheduler: Scheduler) -> Cancell
     targets: list[str] = []
     cancelled: set[int] = set()
     by_job: list[dict[str, str]] = []
+    along: set[int] = set()  # tasks not named, cancelled with a named one: they share its packed array task
     for chunk in chunks:
-        live = [task for task, s in chunk_states(chunk, known, array=array).items()
-                if task in chosen and (s.state.split()[0] in ACTIVE_STATES if s else (chunk.job_id, task) not in before)]
+        active = {task for task, s in chunk_states(chunk, known, array=array, run=run).items()
+                  if (s.state.split()[0] in ACTIVE_STATES if s else (chunk.job_id, task) not in before)}
+        live = sorted(active & chosen)
         if not live:
             continue
+        indices = sorted({chunk.index(task) for task in live}) if array else []
+        if chunk.pack > 1:
+            live = sorted(task for index in indices for task in chunk.packed_with(index) if task in active)
+            along.update(set(live) - chosen)
         cancelled.update(live)
         by_job.append({"job_id": chunk.job_id, "tasks": format_task_spec(live)})
         if not array or set(live) == set(chunk.tasks):
             targets.append(chunk.job_id)
         else:
-            targets.append(f"{chunk.job_id}_[{format_task_spec(task - chunk.offset for task in live)}]")
+            targets.append(f"{chunk.job_id}_[{format_task_spec(indices)}]")
     done = Cancelled(sorted(cancelled))
+    if along:
+        done.notes.append(f"tasks {format_task_spec(along)} share a packed array task with the named ones (run.pack): cancelled with them")
     if not targets:
         done.notes.append("nothing to cancel: no task" + (" named" if tasks else "") + " of this run is queued or running")
         return done

@@ -51,12 +51,15 @@ def task_efficiency(latest: list[tuple[int, str | None]], subs: list[Submission]
     """Each finished task of a run (task, the job of its latest submission) -> the figures of its latest attempt."""
     by_key = {(u.job_id, u.task): u for u in usage}
     array = len(latest) > 1
-    offsets = {c.job_id: c.offset for s in subs for c in s.chunks}
+    chunks = {c.job_id: c for s in subs for c in s.chunks}
     out: dict[int, TaskEfficiency] = {}
     for task, job in latest:
         if job is None:
             continue
-        u = by_key.get((job, task - offsets.get(job, 0) if array else None))
+        chunk = chunks.get(job)
+        if chunk is not None and chunk.pack > 1:  # a packed array task's figures are its tasks' together
+            continue
+        u = by_key.get((job, task - (chunk.offset if chunk else 0) if array else None))
         if u is not None:
             out[task] = of_usage(u)
     return out

@@ -28,10 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import typing as t
 from pathlib import Path
 
 from .errors import OperationError, UsageError
+from .model import pack_size
 
 if t.TYPE_CHECKING:
     from .model import Resolved
@@ -188,15 +190,48 @@ def read_resolved(run_dir: Path) -> Resolved:
 # resolved.json is written with sorted keys and an indent of 2 (render.py): the top-level keys
 # before "run" (name, outputs, project, ...) come first, and "run" holds the tasks.
 _RUN_KEY = b'\n  "run": '
+_TASKS_KEY = b'\n    "tasks": '
+_PACK = re.compile(rb'\n    "pack": (\d+),')
 _HEAD_CHUNK = 1 << 16
 
 
+class PackedTask(t.NamedTuple):
+    """What a packed array task recorded of one of its tasks: the restarts of the array task in
+    which it started, and its exit status (None: it has not ended)."""
+
+    starts: list[int]
+    status: int | None
+
+
+def read_pack_record(run_dir: Path, job_id: str, index: int) -> dict[int, PackedTask]:
+    """The record packs/<job>_<index> of a packed array task: each task it started -> what it
+    recorded (none before it started one, or where it cannot be read); a torn line is skipped."""
+    try:
+        text = (run_dir / PACKS / f"{job_id}_{index}").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    out: dict[int, PackedTask] = {}
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) != 3 or not all(f.isdigit() for f in (fields[0], fields[2])):
+            continue
+        task, value = int(fields[0]), int(fields[2])
+        entry = out.setdefault(task, PackedTask([], None))
+        if fields[1] == "started":
+            out[task] = PackedTask([*entry.starts, value], None)  # a new start: an earlier status no longer holds
+        elif fields[1] == "exited":
+            out[task] = entry._replace(status=value)
+    return out
+
+
 class RunHead(t.NamedTuple):
-    """What a listing of runs shows of one: its name, project and log folder."""
+    """What a listing of runs shows of one: its name, project and log folder, and how many tasks
+    each array task runs (run.pack, 1 without packing)."""
 
     name: str
     project: str
     logs: str
+    pack: int = 1
 
 
 def read_run_head(run_dir: Path) -> RunHead:
@@ -208,8 +243,8 @@ def read_run_head(run_dir: Path) -> RunHead:
     """
     head = b""
     try:
-        with open(run_dir / RESOLVED, "rb") as fh:
-            while _RUN_KEY not in head and (chunk := fh.read(_HEAD_CHUNK)):
+        with open(run_dir / RESOLVED, "rb") as fh:  # to the run's tasks: its pack (sorted keys) comes before them
+            while _TASKS_KEY not in head[head.find(_RUN_KEY) + 1 or len(head):] and (chunk := fh.read(_HEAD_CHUNK)):
                 head += chunk
     except OSError:
         head = b""
@@ -221,8 +256,9 @@ def read_run_head(run_dir: Path) -> RunHead:
     if not (isinstance(data, dict) and isinstance(data.get("name"), str) and isinstance(data.get("project"), str)
             and isinstance(data.get("outputs"), dict) and isinstance(data["outputs"].get("logs"), str)):
         whole = read_resolved(run_dir)  # raises for what is not a job directory
-        return RunHead(whole["name"], whole["project"], whole["outputs"]["logs"])
-    return RunHead(data["name"], data["project"], data["outputs"]["logs"])
+        return RunHead(whole["name"], whole["project"], whole["outputs"]["logs"], pack_size(whole["run"]))
+    pack = _PACK.search(head, at, head.find(_TASKS_KEY, at) if head.find(_TASKS_KEY, at) > 0 else len(head))
+    return RunHead(data["name"], data["project"], data["outputs"]["logs"], int(pack[1]) if pack else 1)
 
 
 def task_count(run_dir: Path) -> int:

@@ -1,9 +1,10 @@
 """Logs: where a run's tasks logged, read from the run's records, split into attempts.
 
 A task's log is found from submissions.jsonl: the first array of a submission logs to its
---output (`<logs>/<name>_<job>_<index>.out`); a later array of a run past MaxArraySize logs
-each task itself under its run-wide number (`<logs>/<name>_<job>_<task>.out`), and SLURM's
-own messages for the array go to `<logs>/<name>_<job>_slurm.out`. A job submitted by hand
+--output (`<logs>/<name>_<job>_<index>.out`); a later array of a run past MaxArraySize, and
+every array of a packed run, logs each task itself under its run-wide number
+(`<logs>/<name>_<job>_<task>.out`), and SLURM's own messages for the array go to
+`<logs>/<name>_<job>_slurm.out`. A job submitted by hand
 without --output logs to `slurm-<job>_<index>.out` in the run directory. Every submission
 (a rerun too) is a new job, so a new file; a requeued task appends to the same file, and
 job.sbatch writes a line where each attempt starts (ATTEMPT_LINE) that the log is split at.
@@ -75,7 +76,7 @@ def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool, by_
     job.sbatch's #SBATCH --output when it has one, else the task logs itself into the log folder
     (`by_hand_logs`, expanded here), else SLURM's default name in the run directory."""
     kind = str(chunk.record.get("kind") or ("by hand" if "sbatch" not in chunk.record else "submit"))
-    index = task - chunk.offset if array else None
+    index = chunk.index(task) if array else None
     pattern = chunk.log
     if pattern is None:
         own = script_output(run)
@@ -87,7 +88,7 @@ def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool, by_
             file = f"slurm-{chunk.job_id}_{index}.out" if index is not None else f"slurm-{chunk.job_id}.out"
             return LogFile(chunk.job_id, kind, run / file, None)
     path = Path(pattern if os.path.isabs(pattern) else run / pattern)
-    if chunk.offset:  # a later array: the task logs itself under its run-wide number
+    if chunk.offset or chunk.pack > 1:  # a later array, or packed: the task logs itself under its run-wide number
         return LogFile(chunk.job_id, kind, path.parent / log_file(name, chunk.job_id, str(task)), path)
     return LogFile(chunk.job_id, kind, Path(str(path).replace("%a", str(index if index is not None else 0))), None)
 

@@ -22,7 +22,8 @@ import typing as t
 from collections.abc import Iterable
 from pathlib import Path
 
-from .jobdir import CANCELS, find_run, read_run_head, select_runs, task_count
+from .errors import OperationError
+from .jobdir import CANCELS, PackedTask, find_run, read_pack_record, read_run_head, select_runs, task_count
 from .plan import job_name
 from .slurm import ACTIVE_STATES, UNKNOWN, Scheduler, TaskState
 from .submissions import Chunk, Submission, read_run_submissions
@@ -58,7 +59,16 @@ def add_by_hand(subs: dict[Path, list[Submission]], names: dict[Path, str], *, s
         found.setdefault(job.job_id, (run, set(), job.submitted))[1].update(0 if index is None else index for index in job.tasks)
     for job_id, (run, seen, submitted) in sorted(found.items(), key=lambda item: int(item[0])):
         numbers = sorted(seen)
-        sub = Submission(f"by-hand-{job_id}", BY_HAND, submitted, numbers, [Chunk(job_id, 0, numbers, {"job_id": job_id})])
+        record: dict[str, t.Any] = {"job_id": job_id}
+        try:
+            pack = read_run_head(run).pack
+        except OperationError:
+            pack = 1  # not a job directory mcompile wrote: its jobs are taken as they are
+        if pack > 1:  # by hand, array index i runs the run's tasks from i * pack (job.sbatch's default list)
+            ntasks = task_count(run)
+            numbers = [task for index in numbers for task in range(index * pack, min((index + 1) * pack, ntasks))]
+            record.update(pack=pack, listed=f"0-{ntasks - 1}")
+        sub = Submission(f"by-hand-{job_id}", BY_HAND, submitted, numbers, [Chunk(job_id, 0, numbers, record)])
         runs_subs = subs[run]
         after = [i for i, other in enumerate(runs_subs) if other.chunks[0].job_id.isdigit() and int(other.chunks[0].job_id) < int(job_id)]
         runs_subs.insert(after[-1] + 1 if after else 0, sub)
@@ -110,12 +120,36 @@ def _by_attempt(states: list[TaskState]) -> dict[tuple[str, int | None], TaskSta
     return {(s.job_id, s.task): s for s in states}
 
 
-def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *, array: bool) -> dict[int, TaskState | None]:
-    """Each task of a chunk -> what accounting knows of it (None: nothing)."""
-    out: dict[int, TaskState | None] = {}
-    for task in chunk.tasks:
-        out[task] = known.get((chunk.job_id, task - chunk.offset if array else None))
-    return out
+def chunk_states(chunk: Chunk, known: dict[tuple[str, int | None], TaskState], *, array: bool,
+                 run: Path | None = None) -> dict[int, TaskState | None]:
+    """Each task of a chunk -> what accounting knows of it (None: nothing). In a packed chunk,
+    what the array task running it recorded of it in the run (`packed_state`)."""
+    if chunk.pack > 1 and array and run is not None:
+        out: dict[int, TaskState | None] = {}
+        for index in sorted({chunk.index(task) for task in chunk.tasks}):
+            record = read_pack_record(run, chunk.job_id, index)
+            slot = known.get((chunk.job_id, index))
+            for task in chunk.packed_with(index):
+                out[task] = packed_state(slot, record.get(task))
+        return out
+    return {task: known.get((chunk.job_id, chunk.index(task) if array else None)) for task in chunk.tasks}
+
+
+def packed_state(slot: TaskState | None, recorded: PackedTask | None) -> TaskState | None:
+    """One task of a packed array task: its own exit status once it ended (COMPLETED, or FAILED
+    with its status); while it runs, RUNNING; before it starts, PENDING (its array task runs the
+    tasks before it) or its array task's state; when its array task ended without its status
+    (time limit, cancel, node failure, no restarts left), its array task's state."""
+    if slot is None:
+        return None
+    attempts = len(set(recorded.starts)) if recorded else slot.attempts
+    if recorded and recorded.status is not None:
+        return dataclasses.replace(slot, state="COMPLETED" if recorded.status == 0 else "FAILED",
+                                   exit_code=f"{recorded.status}:0", attempts=max(attempts, 1), reason="")
+    if slot.state.split()[0] == "RUNNING":
+        return dataclasses.replace(slot, state="RUNNING" if recorded else "PENDING", exit_code="", attempts=attempts,
+                                   reason="" if recorded else "an earlier task of its array task is running")
+    return dataclasses.replace(slot, attempts=attempts)
 
 
 def cancelled_tasks(run: Path) -> set[tuple[str, int]]:
@@ -129,7 +163,7 @@ def cancelled_tasks(run: Path) -> set[tuple[str, int]]:
 
 
 def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState],
-              cancelled: t.AbstractSet[tuple[str, int]] = frozenset()) -> list[TaskRow]:
+              cancelled: t.AbstractSet[tuple[str, int]] = frozenset(), run: Path | None = None) -> list[TaskRow]:
     """Every task of the run: the state of its latest attempt, how often its latest job started
     it, and how many submissions queued it. A task SLURM no longer knows that `cancelled` names
     (mcompile cancel recorded it) is CANCELLED: SLURM forgets a pending array task cancelled
@@ -139,7 +173,7 @@ def task_rows(ntasks: int, subs: list[Submission], states: list[TaskState],
     rows = [TaskRow(task, NOT_SUBMITTED, "", 0, None) for task in range(ntasks)]
     for sub in subs:
         for chunk in sub.chunks:
-            for task, s in chunk_states(chunk, known, array=array).items():
+            for task, s in chunk_states(chunk, known, array=array, run=run).items():
                 if not 0 <= task < ntasks:
                     continue
                 row = rows[task]
@@ -169,7 +203,7 @@ def run_task_rows(run: Path, name: str, *, scheduler: Scheduler) -> tuple[list[T
     add_by_hand(found, {run: name}, scheduler=scheduler)
     subs = found[run]
     states, source = scheduler.task_states([c.job_id for s in subs for c in s.chunks])
-    return task_rows(ntasks, subs, states, cancelled_tasks(run)), subs, source
+    return task_rows(ntasks, subs, states, cancelled_tasks(run), run), subs, source
 
 
 # --- the runs command ---------------------------------------------------------------------
@@ -202,7 +236,7 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
     for run in runs:
         ntasks = counts[run]
         # every task's row only where it is shown or counted: one RUN, or a run that was submitted
-        rows = task_rows(ntasks, subs[run], states, cancelled_tasks(run)) if spec or subs[run] else []
+        rows = task_rows(ntasks, subs[run], states, cancelled_tasks(run), run) if spec or subs[run] else []
         entry: dict[str, t.Any] = {
             "run": str(run),
             "name": heads[run].name,
@@ -219,7 +253,7 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
         for sub in subs[run]:
             attempts: list[tuple[int, str, TaskState | None]] = []
             for chunk in sub.chunks:
-                attempts.extend((task, chunk.job_id, s) for task, s in chunk_states(chunk, known, array=ntasks > 1).items())
+                attempts.extend((task, chunk.job_id, s) for task, s in chunk_states(chunk, known, array=ntasks > 1, run=run).items())
             states_here = [s.state if s else UNKNOWN for _, _, s in attempts]
             entry["submissions"].append({
                 "submission": sub.key,

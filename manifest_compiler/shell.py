@@ -2,8 +2,8 @@
 
 `srun --pty` with the run's resources (its #SBATCH directives, less those of a batch array:
 log, array, signal, requeue), overridden by --time, --gpus, --mem and --cpus, runs the run's
-own job.sbatch with MCOMPILE_SHELL=1 and MCOMPILE_TASK_OFFSET=<task> (so MCOMPILE_TASK is the
-task): it prepares the node as for the task (its folder, the image, the staged data), writes
+own job.sbatch with MCOMPILE_SHELL=1 and MCOMPILE_TASK_OFFSET=<task> (a packed run:
+MCOMPILE_TASKS=<task>), so MCOMPILE_TASK is the task: it prepares the node as for the task (its folder, the image, the staged data), writes
 the same env file (env, secrets) and binds, and runs `bash` in the container instead of the
 task's command, on the terminal; leaving the shell removes the node-local folders as the task
 does. Archives are built or reused first, as --submit does.
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, read_resolved
-from .plan import plan_job
+from .model import pack_size
+from .plan import PACK_TASKS_VARIABLE, TASK_OFFSET_VARIABLE, plan_job
 from .progress import Progress
 from .slurm import Scheduler
 from .snapshot import recorded_repo
@@ -98,7 +99,9 @@ def open_shell(run: Path, task: int, overrides: Overrides, *, scheduler: Schedul
         if progress:
             progress(note)
     # the code snapshot and the image's identity too, as a submission names them
-    exports = ["ALL", *ready.exports, f"{TASK_OFFSET_VARIABLE}={task}", f"{SHELL_VARIABLE}=1"]
+    # a packed run's job takes the task from its list of tasks (one here), another's from the offset
+    which = PACK_TASKS_VARIABLE if pack_size(resolved["run"]) > 1 else TASK_OFFSET_VARIABLE
+    exports = ["ALL", *ready.exports, f"{which}={task}", f"{SHELL_VARIABLE}=1"]
     options.append("--export=" + ",".join(exports))
     if progress:
         progress(f"a shell in task {task}'s container (exit it to end the allocation): srun --pty {' '.join(options)} bash {JOB_SCRIPT}")

@@ -9,16 +9,19 @@ queued. The chunks of one `--submit` or `rerun` share a `submission` key. A line
      "submission": <key>, "kind": "submit" | "rerun", "offset": <first task of the array>,
      "array": <--array value> | null, "tasks": "0-8", "ntasks": 9, "planned": "0-24",
      "code": {"commit": .., "dirty": .., "snapshot": <sha256>, "repo": <folder>} | null (no code:),
-     "image": {"path": .., "size": .., "mtime": <s>, "sha256": ..}}
+     "image": {"path": .., "size": .., "mtime": <s>, "sha256": ..}, "pack": N (a packed run only)}
 
 Task numbers are the run's own (a chunk's array index plus its `offset`). Lines written
-before chunking have only the first keys: each is a whole-run submission of its own.
+before chunking have only the first keys: each is a whole-run submission of its own. In a
+packed chunk, array index i runs `pack` of the chunk's tasks from position i * pack, and its
+`offset` is only its first task.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import getpass
 import json
 import secrets
@@ -40,6 +43,31 @@ class Chunk:
     offset: int
     tasks: list[int]  # the run's task numbers
     record: dict[str, t.Any]
+
+    @property
+    def pack(self) -> int:
+        """Tasks each array task of the chunk runs, one after the other (1: one)."""
+        pack = self.record.get("pack")
+        return pack if isinstance(pack, int) and pack > 1 else 1
+
+    @functools.cached_property
+    def listed(self) -> list[int]:
+        """A packed chunk's list of tasks, that its array indices take `pack` at a time: its
+        tasks, or for a job submitted by hand the whole run (record "listed")."""
+        listed = self.record.get("listed")
+        return expand_spec(listed) if isinstance(listed, str) else self.tasks
+
+    @functools.cached_property
+    def _positions(self) -> dict[int, int]:
+        return {task: i for i, task in enumerate(self.listed)}
+
+    def index(self, task: int) -> int:
+        """The array index that runs `task` (one of the chunk's)."""
+        return self._positions[task] // self.pack if self.pack > 1 else task - self.offset
+
+    def packed_with(self, index: int) -> list[int]:
+        """The tasks array index `index` runs (a packed chunk), in order."""
+        return self.listed[index * self.pack:(index + 1) * self.pack]
 
     @property
     def log(self) -> str | None:
@@ -77,9 +105,10 @@ def new_key() -> str:
 
 def chunk_record(*, job_id: str, sbatch: list[str], run_dir: Path, manifest_sha256: str, git: dict[str, t.Any] | None,
                  key: str, kind: str, offset: int, array: str | None, tasks: t.Sequence[int], planned: t.Sequence[int],
-                 code: dict[str, t.Any] | None = None, image: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+                 code: dict[str, t.Any] | None = None, image: dict[str, t.Any] | None = None, pack: int = 1) -> dict[str, t.Any]:
     """The line of a chunk just queued, stamped with the time, the user and the host."""
     return {
+        **({"pack": pack} if pack > 1 else {}),
         "code": code,
         "image": image,
         "job_id": job_id,

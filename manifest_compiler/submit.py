@@ -12,6 +12,10 @@ arrays of at most C = MaxArraySize - 1 tasks: task g goes to the chunk with offs
 `resources.max_parallel` each chunk waits for the one before (`afterany`), so the limit
 holds for the run as a whole; without it the chunks run side by side.
 
+Packed (run.pack: N): array index i of a chunk runs the chunk's tasks from position i * N,
+N of them; the chunk names its tasks to the job in MCOMPILE_TASKS (`0-7,9`, in sbatch's
+environment: --export would split it at the commas). A rerun packs the tasks it names the same way.
+
 Nothing here prints: `submit_run` and `rerun` return what they queued and the notes to show
 (`Submitted`), or raise `SubmitError`, which carries what was queued before the failure.
 """
@@ -33,7 +37,7 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, MANIFEST, read_resolved
-from .model import Resolved, repo_folder
+from .model import Resolved, pack_size, repo_folder
 from .plan import (
     ARCHIVE_VARIABLE_PREFIX,
     IMAGE_STAT_VARIABLE,
@@ -53,7 +57,6 @@ from .snapshot import CodeSnapshot, ImageIdentity, image_identity, recorded_repo
 from .stage import Archive, check_subset, expand, make_log_folder, planned_archives, stage_archives
 from .submissions import Submission, append_record, chunk_record, new_key, read_run_submissions
 from .tasklist import format_task_spec, parse_task_spec
-
 
 
 @dataclasses.dataclass
@@ -131,7 +134,7 @@ class Preflight:
 
     def log_options(self, chunk: ChunkPlan) -> list[str]:
         """Where SLURM writes the output of a chunk's tasks."""
-        if chunk.offset:  # the job logs each task under its run-wide number; SLURM's own messages go here
+        if chunk.offset or chunk.pack > 1:  # the job logs each task under its run-wide number; SLURM's own messages go here
             return [f"--output={self.logs}/{self.slurm_log}", "--open-mode=append"]
         return [f"--output={self.logs}/{self.log_file}"]
 
@@ -153,7 +156,7 @@ class Preflight:
 
     def options(self, chunk: ChunkPlan, array: str | None) -> list[str]:
         """The sbatch options of one chunk (`array`: its --array, None for a single job)."""
-        exports = ["ALL", *self.exports, f"{TASK_OFFSET_VARIABLE}={chunk.offset}"]
+        exports = ["ALL", *self.exports, *([] if chunk.pack > 1 else [f"{TASK_OFFSET_VARIABLE}={chunk.offset}"])]
         options = ["--export=" + ",".join(exports), *self.log_options(chunk)]
         if array is not None:
             options.append(f"--array={array}")
@@ -237,10 +240,17 @@ class ChunkPlan:
 
     offset: int
     tasks: tuple[int, ...]
+    pack: int = 1  # tasks per array index, one after the other
 
     @property
     def indices(self) -> list[int]:
+        if self.pack > 1:
+            return list(range(-(-len(self.tasks) // self.pack)))
         return [task - self.offset for task in self.tasks]
+
+    def env(self) -> dict[str, str]:
+        """What the chunk names to the job in sbatch's environment: a packed chunk's tasks."""
+        return {PACK_TASKS_VARIABLE: format_task_spec(self.tasks)} if self.pack > 1 else {}
 
     def array(self, max_parallel: int | None) -> str:
         spec = format_task_spec(self.indices)
@@ -259,6 +269,28 @@ def plan_chunks(tasks: t.Iterable[int], max_array_size: int) -> list[ChunkPlan]:
     for task in sorted(set(tasks)):
         groups.setdefault(task // size * size, []).append(task)
     return [ChunkPlan(offset, tuple(group)) for offset, group in sorted(groups.items())]
+
+
+PACK_SPEC_PARTS = 4096  # ranges in one chunk's MCOMPILE_TASKS: well under the 128 KiB a variable may hold
+
+
+def plan_packed_chunks(tasks: t.Iterable[int], max_array_size: int, pack: int) -> list[ChunkPlan]:
+    """A packed run's tasks as arrays: `pack` tasks per index, at most C indices per array, and
+    at most PACK_SPEC_PARTS ranges in an array's task list (a rerun of scattered tasks)."""
+    size = chunk_size(max_array_size) * pack
+    out: list[ChunkPlan] = []
+    group: list[int] = []
+    parts = 0
+    for task in sorted(set(tasks)):
+        starts_part = not group or task != group[-1] + 1
+        if group and (len(group) == size or (starts_part and parts == PACK_SPEC_PARTS)):
+            out.append(ChunkPlan(group[0], tuple(group), pack))
+            group, parts, starts_part = [], 0, True
+        group.append(task)
+        parts += starts_part
+    if group:
+        out.append(ChunkPlan(group[0], tuple(group), pack))
+    return out
 
 
 # --- queuing --------------------------------------------------------------------------------
@@ -341,7 +373,11 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
     if note and max(request.tasks) >= chunk_size(DEFAULT_MAX_ARRAY_SIZE):
         done.notes.append(note)
     done.notes.extend(ready.notes())
-    chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
+    pack = pack_size(resolved["run"])
+    if pack > 1:
+        chunks = plan_packed_chunks(request.tasks, size, pack)
+    else:
+        chunks = plan_chunks(request.tasks, size) if array else [ChunkPlan(0, tuple(request.tasks))]
     max_parallel = resolved["resources"].get("max_parallel") if array else None
     env = job_env(resolved)
 
@@ -350,7 +386,7 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
 
     estimate = None
     for i, chunk in enumerate(chunks):  # every chunk before queuing any: a refusal usually queues nothing
-        tried = scheduler.try_job(options(chunk), JOB_SCRIPT, cwd=run_dir, env=env)
+        tried = scheduler.try_job(options(chunk), JOB_SCRIPT, cwd=run_dir, env={**env, **chunk.env()})
         if tried.refusal is not None:
             which = f" (tasks {format_task_spec(chunk.tasks)}, array {i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
             raise OperationError(f"SLURM refuses this job{which} (sbatch --test-only): {tried.refusal}; nothing was queued")
@@ -370,14 +406,15 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
             after.append(f"afterany:{previous}")
         # a failed staging job never satisfies afterok: SLURM cancels the tasks rather than leave them waiting
         dependency = [f"--dependency={','.join(after)}", *(["--kill-on-invalid-dep=yes"] if staging else [])] if after else []
-        sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env=env)
+        sbatched = scheduler.submit([*options(chunk), *dependency], JOB_SCRIPT, cwd=run_dir, env={**env, **chunk.env()})
         if sbatched.job_id is None:
             _refused(run_dir, request, chunks, queued, i, sbatched.refusal, done)
         job_id = sbatched.job_id
         record = chunk_record(job_id=job_id, sbatch=sbatched.argv, run_dir=run_dir, manifest_sha256=manifest_sha, git=git,
                               key=request.key, kind=request.kind, offset=chunk.offset,
                               code=ready.code.record() if ready.code else None, image=ready.image.record(),
-                              array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned)
+                              array=chunk.array(max_parallel) if array else None, tasks=chunk.tasks, planned=request.planned,
+                              pack=chunk.pack)
         if staging:
             record["staging_job"] = staging
         append_record(run_dir, record)
@@ -385,6 +422,9 @@ def _queue(run_dir: Path, resolved: Resolved, request: _Request, done: Submitted
         previous = job_id
         n = len(chunk.tasks)
         what = f"task {chunk.tasks[0]}" if n == 1 else f"{n} tasks: {record['tasks']}"
+        if chunk.pack > 1:
+            k = len(chunk.indices)
+            what += f"; {k} array task{'s' if k != 1 else ''} of up to {chunk.pack}, one task after the other"
         where = f", array {record['array']}" if len(chunks) > 1 else ""
         done.notes.append(f"submitted job {job_id} ({what}{where})")
         done.jobs.append(job_id)

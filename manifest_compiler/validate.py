@@ -983,11 +983,11 @@ def _check_launcher(loaded: LoadedManifest, data: dict[str, t.Any], refused: set
     pack = None if "run.pack" in refused else _count(run.get("pack"), 1)
     if pack is not None and pack > 1:
         if launcher != "single":
-            out.append(loaded.problem(("run", "pack"), f"pack runs tasks one after the other in one container at a time: launcher: single only "
-                                      f"(the launcher is {launcher}); remove pack, or give each distributed task its own array task"))
+            out.append(loaded.problem(("run", "pack"), f"pack runs its tasks one after the other, one container on one node each: launcher: single only "
+                                      f"(the launcher is {launcher}); remove pack: each distributed task needs its own array task"))
         if "sweep" in run:
-            out.append(loaded.problem(("run", "pack"), "a W&B sweep's agents run side by side, not one after the other: remove pack "
-                                      "(runs_per_agent gives each agent several runs)"))
+            out.append(loaded.problem(("run", "pack"), "a W&B sweep cannot be packed: its agents are meant to run side by side; remove pack "
+                                      "(sweep.runs_per_agent gives each agent several runs, one after the other)"))
     if launcher != "single":
         for section in ("env", "secrets"):
             for name in _mapping(data.get(section)):

@@ -247,7 +247,7 @@ def test_contract_values() -> None:
     assert complete["properties"]["container"]["required"] == ["image"]
     assert set(complete["properties"]["resources"]["required"]) == {"time", "mem"}
     assert [b["required"] for b in complete["properties"]["run"]["anyOf"]] == [["commands"], ["commands_file"], ["grid"], ["sweep"]]
-    assert set(props["run"]["properties"]) == {"commands", "commands_file", "grid", "sweep", "launcher", "processes_per_node"}
+    assert set(props["run"]["properties"]) == {"commands", "commands_file", "grid", "sweep", "launcher", "processes_per_node", "pack"}
     assert props["run"]["properties"]["launcher"]["enum"] == ["single", "srun", "torchrun"]
     assert set(props["resources"]["properties"]["requeue"]["properties"]) == {"before_end", "max_restarts"}
     assert props["container"]["properties"]["runtime"]["enum"] == ["auto", "apptainer", "singularity"]

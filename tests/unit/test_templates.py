@@ -15,7 +15,7 @@ JOB_SCRIPT = [TEMPLATES / "job.sbatch.j2", *sorted((TEMPLATES / "launchers").glo
 FILTERS = ("sh", "shpath", "sbatch", "word", "num", "dq", "dqvars")
 # Interpolations that are not values: the launcher's hooks, a literal brace, and the rank step's
 # line, which the launcher templates pass as a constant.
-NOT_VALUES = re.compile(r"(launcher|distributed)\.\w+\(.*\)|'\{'|rank_step")
+NOT_VALUES = re.compile(r"(launcher|distributed)\.\w+\(.*\)|'\{'|rank_step|wait_function\(\)")  # macros, not values
 HOOKS = {"header", "die", "forward", "log_step", "env", "command", "announce", "start", "requeue_cleanup"}
 
 
