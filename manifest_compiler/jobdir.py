@@ -56,7 +56,7 @@ CANCELS = "cancels.jsonl"
 # A packed run's record of its tasks, written by the job: packs/<job>_<array index>, a line as each
 # task starts ("<task> started <restart>") and as it exits ("<task> exited <status>").
 PACKS = "packs"
-RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS, REPORT)  # not part of the run's hash
+RECORD_FILES = (MANIFEST, EXTENDS, COMMANDS_FILE, SUBMISSIONS, CODE_REPO, WANDB_SYNCED, CANCELS, REPORT, PACKS)  # not part of the run's hash
 
 INDEX_WIDTH = 16  # digits of one offset in tasks/index; 10**16 bytes is enough
 # tasks/blocks holds the SHA-256 of each block of this many bytes of tasks/commands: a task

@@ -90,6 +90,8 @@ MCOMPILE_ONLY = {
     "launcher-srun-gpus-not-divisible": CROSS_FIELD,
     "launcher-srun-sweep-and-reserved-env": CROSS_FIELD,
     "launcher-torchrun-tasks-per-node": CROSS_FIELD,
+    "pack-torchrun": CROSS_FIELD,
+    "pack-sweep": CROSS_FIELD,
     "pattern-mem-0G": BOUNDS,
     "pattern-mem-too-big": BOUNDS,
     "pattern-time-367d": BOUNDS,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.jobs import run_task
+from helpers.make_test_image import make_image
 
 from manifest_compiler.jobdir import PackedTask, read_pack_record, read_run_head
 from manifest_compiler.pipeline import compile_manifest
@@ -22,9 +24,6 @@ from manifest_compiler.runs import packed_state
 from manifest_compiler.slurm import TaskState
 from manifest_compiler.submissions import Chunk
 from manifest_compiler.submit import ChunkPlan, plan_packed_chunks
-
-from helpers.jobs import run_task
-from helpers.make_test_image import make_image
 
 needs_bwrap = pytest.mark.skipif(not shutil.which("bwrap") and not os.environ.get("CI"), reason="bubblewrap is not installed")
 
