@@ -83,3 +83,51 @@ def test_offline_runs_keep_their_id_across_a_rerun_and_sync_uploads_each_once(pr
     assert len(log.read_text().splitlines()) == 1  # nothing run again
     records = [json.loads(line) for line in (run_dir / "wandb-synced.jsonl").read_text().splitlines()]
     assert sorted(r["task"] for r in records) == [0, 1, 1]
+
+
+# Logs a step every 0.1 s to an offline W&B run, keeping its step in /scratch_storage; on SIGUSR1
+# (the time-limit signal, forwarded by the job) it finishes the run and exits 0, to be requeued.
+COUNTER = """\
+import os, pathlib, signal, time, wandb
+out = pathlib.Path("/scratch_storage")
+checkpoint = out / "step"
+step = int(checkpoint.read_text()) if checkpoint.exists() else 0
+run = wandb.init()
+stop = []
+signal.signal(signal.SIGUSR1, lambda *_: stop.append(1))
+print("wandb", run.id, "from", step, flush=True)
+while step < 40 and not stop:
+    time.sleep(0.1)
+    step += 1
+    run.log({"value": step})
+    checkpoint.write_text(str(step))
+run.finish()
+print("stopped" if stop else "done", step, flush=True)
+"""
+
+
+def test_a_requeued_task_resumes_the_same_offline_run_in_the_same_folder(project: Project) -> None:
+    from helpers.make_test_image import make_image
+    from test_requeue import signal_when_counting
+
+    make_image(project.scratch / "containers" / "app.sif", {"opt/app/wb_counter.py": COUNTER})
+    manifest = project.manifest(
+        "wbq", {"commands": ["python /opt/app/wb_counter.py"]}, data=None,
+        container={"image": "$SCRATCH/containers/app.sif",
+                   "binds": [{"source": str(TORCH_VENV), "target": str(TORCH_VENV), "mode": "ro"}]},
+        env={"PATH": f"{TORCH_VENV}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/scratch_storage"},
+        wandb={"mode": "offline", "project": "study"},
+        resources={"time": "10m", "mem": "2G", "requeue": {"before_end": "2m", "max_restarts": 1}},
+    )
+    run_dir, job, _ = project.submit(manifest)
+    out = project.outputs("wbq", job, 0)
+    signal_when_counting(project, job, out / "step", 5)
+    project.cluster.wait_gone(job, timeout=240)
+    hash12 = run_dir.name
+    log = (project.scratch / "proj" / "hpc_outputs" / f"wbq_{job}_0.out").read_text()
+    assert "requeueing it (restart 1 of 1)" in log and "done 40" in log, log
+    starts = [line.split() for line in log.splitlines() if line.startswith("wandb ")]
+    assert [s[1] for s in starts] == [f"{hash12}-0", f"{hash12}-0"], log  # the same W&B run id after the requeue
+    assert int(starts[0][3]) == 0 and int(starts[1][3]) > 5  # resumed from its step
+    folders = sorted((out / "wandb").glob("offline-run-*"))  # the same task folder: W&B merges them on sync
+    assert len(folders) == 2 and all(f.name.endswith(f"-{hash12}-0") and list(f.glob("*.wandb")) for f in folders), folders
