@@ -17,6 +17,7 @@ from .model import Resolved
 JOB = "${MCOMPILE_JOB}"  # the array's job id (the job id without an array)
 TASK = "${MCOMPILE_TASK}"  # the task's number in the run
 LOG_NAME = "${log_name}"  # the experiment's name, where the job logs a task itself
+PACK_INDEX = "${pack_index}"  # a packed run: the array index, which the job's parent shell sets
 
 # A variable in a manifest path: $NAME or ${NAME}; anything else with a $ is literal text.
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -87,6 +88,7 @@ class JobPlan(t.NamedTuple):
     outputs_dir: str  # the task's persistent folder (symbolic)
     image: str
     staged_image: str | None
+    pack_local: str | None  # a packed run's node-local folder shared by the tasks of an array task (the staged image)
     runtime: str
     entry: str
     runtime_flags: list[str]
@@ -236,6 +238,8 @@ def plan_job(resolved: Resolved) -> JobPlan:
 
     local_root = cluster["local_tmp"]
     local_dir = f"{local_root.rstrip('/')}/mcompile-{JOB}_{TASK}"
+    # the image is read-only: the tasks of a packed array task share one copy of it
+    pack_local = f"{local_root.rstrip('/')}/mcompile-{JOB}_pack{PACK_INDEX}" if pack > 1 and c["stage_image"] else None
     outputs_dir = f"{resolved['outputs']['dir'].rstrip('/')}/{JOB}_{TASK}"
 
     mounts = [
@@ -308,6 +312,7 @@ def plan_job(resolved: Resolved) -> JobPlan:
         outputs_dir=outputs_dir,
         image=c["image"],
         staged_image=f"{local_dir}/image.sif" if c["stage_image"] else None,
+        pack_local=pack_local,
         runtime=c["runtime"],
         entry=c["entry"],
         runtime_flags=flags,

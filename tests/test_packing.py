@@ -8,6 +8,7 @@ tasks) are tested on what it wrote. The real SLURM runs it in tests/e2e/test_pac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,7 +73,10 @@ def test_an_array_task_runs_its_tasks_in_order_each_with_its_folder_log_and_stat
     assert not (scratch / "proj" / "packed" / "500_2").exists() and not (scratch / "proj" / "packed" / "500_6").exists()
     assert (run / "packs" / "500_1").read_text() == "3 started 0\n3 exited 0\n4 started 0\n4 exited 3\n5 started 0\n5 exited 0\n"
     assert read_pack_record(run, "500", 1) == {3: PackedTask([0], 0), 4: PackedTask([0], 3), 5: PackedTask([0], 0)}
-    assert list(Path(dirs["SLURM_TMPDIR"]).iterdir()) == []  # every task's node-local folder removed
+    assert list(Path(dirs["SLURM_TMPDIR"]).iterdir()) == []  # every task's node-local folder removed, and the shared one
+    # the image was copied to node-local disk once, for the three tasks
+    calls = [json.loads(line) for line in Path(dirs["APPTAINER_DOUBLE_LOG"]).read_text().splitlines()]
+    assert [c["image"] for c in calls] == [f"{dirs['SLURM_TMPDIR']}/mcompile-500_pack1/image.sif"] * 3
 
 
 @needs_bwrap
@@ -143,6 +147,7 @@ def test_the_time_limit_signal_stops_the_array_task_between_tasks(tmp_path: Path
     assert (run / "packs" / "500_0").read_text() == "0 started 0\n"  # task 0 not ended: it starts again when requeued
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 500_0\n"
     assert "array task 0 (tasks 0 1) stopped at the time-limit signal; requeueing it (restart 1 of 3)" in err
+    assert list(Path(dirs["SLURM_TMPDIR"]).iterdir()) == []  # cleaned up before the requeue
 
 
 def test_packed_chunks_take_pack_tasks_per_index_and_bound_the_list() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from manifest_compiler.errors import OperationError
 from manifest_compiler.jobdir import RunHead, read_resolved, read_run_head, task_count
+from manifest_compiler.model import pack_size
 
 GOLDEN = sorted(Path(__file__).resolve().parents[1].joinpath("golden").glob("*/*"))
 
@@ -17,7 +18,7 @@ GOLDEN = sorted(Path(__file__).resolve().parents[1].joinpath("golden").glob("*/*
 @pytest.mark.parametrize("run", GOLDEN, ids=lambda p: p.parent.name)
 def test_the_head_says_what_the_whole_file_says(run: Path) -> None:
     whole = read_resolved(run)
-    assert read_run_head(run) == RunHead(whole["name"], whole["project"], whole["outputs"]["logs"])
+    assert read_run_head(run) == RunHead(whole["name"], whole["project"], whole["outputs"]["logs"], pack_size(whole["run"]))
     assert task_count(run) == len(whole["run"]["tasks"])
 
 
@@ -30,7 +31,7 @@ def test_the_tasks_are_not_read(tmp_path: Path) -> None:
     (run / "resolved.json").chmod(0o644)
     (run / "resolved.json").write_text(text[:at] + '\n  "run": {"tasks": [ this is not JSON', encoding="utf-8")
     whole = json.loads(text)
-    assert read_run_head(run) == RunHead(whole["name"], whole["project"], whole["outputs"]["logs"])
+    assert read_run_head(run) == RunHead(whole["name"], whole["project"], whole["outputs"]["logs"], pack_size(whole["run"]))
 
 
 def test_a_file_of_another_shape_is_read_whole_or_refused(tmp_path: Path) -> None:
