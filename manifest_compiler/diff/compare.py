@@ -28,12 +28,14 @@ if t.TYPE_CHECKING:
 # path affects results. A change of `cluster.scratch` alone is scheduling only: the
 # defaults it feeds (data.root, outputs.dir) are resolved and show as changes of
 # their own. `container.stage_image` copies the same image to local disk first.
+# `run.pack` groups the same tasks into fewer array tasks; each keeps its command and folders.
 SCHEDULING_PATHS: frozenset[tuple[str, ...]] = frozenset({
     ("description",),
     ("cluster",),
     ("container", "stage_image"),
     ("resources",),
     ("outputs", "logs"),
+    ("run", "pack"),
 })
 
 SECTIONS = ("experiment", "cluster", "container", "data", "resources", "run", "env", "secrets", "outputs")
