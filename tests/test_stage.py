@@ -141,7 +141,7 @@ def tricky_tree(sub: Path, folders: int = 12, files: int = 8, deep: bool = False
     deep: everything in one folder, two down. long: every folder's name is long."""
     top = sub / "only" / "level" if deep else sub
     for d in range(folders):
-        name = f"d{d:02d}" if d % 4 and not long else f"d{d:02d} " + "long-" * 24  # a member name over 100 bytes
+        name = f"d{d:02d}" if d % 4 and not long else f"d{d:02d} \\n " + "long-" * 24  # over 100 bytes, a backslash
         folder = top / name
         folder.mkdir(parents=True)
         for f in range(files):
@@ -149,6 +149,7 @@ def tricky_tree(sub: Path, folders: int = 12, files: int = 8, deep: bool = False
         (folder / "back\\nslash").write_text("\\n is not a newline here\n")
         (folder / "new\nline").write_text("newline\n")
         (folder / "-dash").write_text("dash\n")
+        (folder / "st*r [x]?").write_text("wildcards\n")
         (folder / os.fsdecode(b"latin-\xe9")).write_text("latin\n")
         (folder / "empty").mkdir()
         (folder / "link").symlink_to("f1")
@@ -210,7 +211,7 @@ def test_two_tars_make_the_archive_one_tar_makes(tmp_path: Path, monkeypatch: py
     assert archive.path.read_bytes().rstrip(b"\0") == one_tar(tmp_path / "data", "set", tmp_path / "one.tar")
     assert list((tmp_path / "archives").iterdir()) == [archive.path]  # the second tar's part is gone
     mine, theirs = extracted(archive.path, tmp_path / "mine"), extracted(tmp_path / "one.tar", tmp_path / "theirs")
-    assert mine == theirs and ("set/only/level/" if deep else "set/") + "d00 " + "long-" * 24 + "/new\nline" in mine  # as the job extracts
+    assert mine == theirs and ("set/only/level/" if deep else "set/") + "d00 \\n " + "long-" * 24 + "/new\nline" in mine  # as the job extracts
 
 
 def test_a_failing_tar_of_two_is_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
