@@ -5,7 +5,8 @@ submit directory, a fresh SLURM_TMPDIR) and the archives a submission would name
 and the code snapshot (code:, taken again from the recorded repository), and runs the real
 container runtime from PATH. So a user can check the image, the
 binds, the data and the command before queuing hundreds of tasks. Results land in
-`<outputs.dir>/local_<task>`; the log goes to the terminal.
+`<outputs.dir>/local_<task>`; the log goes to the terminal, or for a packed run (run.pack), as
+there, to the task's own log file, `<outputs.logs>/<name>_local_<task>.out`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import tempfile
 from pathlib import Path
 
 from .errors import OperationError, UsageError
-from .jobdir import read_resolved
-from .plan import SUBMISSION_VARIABLES
+from .jobdir import PACKS, read_resolved
+from .model import pack_size
+from .plan import PACK_TASKS_VARIABLE, SUBMISSION_VARIABLES, TASK_OFFSET_VARIABLE, log_file
 from .progress import Progress
 from .snapshot import recorded_repo, snapshot_code
 from .stage import stage_archives
@@ -43,7 +45,7 @@ def run_task_locally(run_dir: Path, task: int, *, progress: Progress | None = No
     env = dict(os.environ)
     for archive in stage_archives(resolved, cwd=run_dir, progress=progress):
         env[archive.variable] = archive.fingerprint
-    for name in SUBMISSION_VARIABLES:  # named here as a submission names them, never taken from this shell
+    for name in (*SUBMISSION_VARIABLES, TASK_OFFSET_VARIABLE, PACK_TASKS_VARIABLE):  # named here, never taken from this shell
         env.pop(name, None)
     code = snapshot_code(resolved, recorded_repo(run_dir), cwd=run_dir) if "code" in resolved else None
     if code:
@@ -59,9 +61,18 @@ def run_task_locally(run_dir: Path, task: int, *, progress: Progress | None = No
         "SLURM_SUBMIT_DIR": str(run_dir.resolve()),
         "SLURM_TMPDIR": local_tmp,
     })
+    record = None
+    if pack_size(resolved["run"]) > 1:  # array index 0 of a list of this one task; its record is exec's own, made anew
+        env.update({"SLURM_ARRAY_TASK_ID": "0", PACK_TASKS_VARIABLE: str(task)})
+        record = run_dir / PACKS / f"{JOB_ID}_0"
+        record.unlink(missing_ok=True)
+        if progress:
+            progress(f"a packed task logs to its own file: {resolved['outputs']['logs'].rstrip('/')}/{log_file(resolved['name'], JOB_ID, str(task))}")
     try:
         return subprocess.run(["bash", str(run_dir / "job.sbatch")], cwd=run_dir, env=env, stdin=subprocess.DEVNULL).returncode
     except OSError as e:
         raise OperationError(f"cannot run bash: {e.strerror or e}") from e
     finally:
         shutil.rmtree(local_tmp, ignore_errors=True)
+        if record is not None:
+            record.unlink(missing_ok=True)

@@ -268,6 +268,28 @@ def test_exec_runs_one_task_locally_with_the_same_job_script(tmp_path: Path, clu
     assert "there is no task 2" in err and "mcompile: task 0 exited with status 9" in err
 
 
+def test_exec_runs_one_task_of_a_packed_run_and_again(tmp_path: Path, cluster_dirs: dict[str, Path],
+                                                      stand_in_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """run.pack: exec runs the one task named (not the array index's pack), logs it to its own file
+    as on the cluster, and a second exec runs it again (its record is exec's own, made anew)."""
+    from manifest_compiler.cli import main
+
+    commands = [f"echo ran {i} >> /scratch_storage/ran" for i in range(5)]
+    manifest = _write_manifest(tmp_path, commands, run={"pack": 2, "commands": commands})
+    run = compile_manifest(str(manifest), runs_dir=str(tmp_path / "runs")).run.path
+    _exec_environment(monkeypatch, stand_in_env, cluster_dirs)
+    assert main(["exec", str(run), "--task", "3"]) == 0
+    assert main(["exec", str(run), "--task", "3"]) == 0
+    out = cluster_dirs["scratch"] / "proj" / "jobtest"
+    assert (out / "local_3" / "ran").read_text() == "ran 3\nran 3\n"
+    assert sorted(p.name for p in out.iterdir()) == ["local_3"]
+    log = (cluster_dirs["scratch"] / "proj" / "hpc_outputs" / "jobtest_local_3.out").read_text()
+    assert log.count("mcompile: task 3 exited with status 0") == 2
+    assert "a packed task logs to its own file: $SCRATCH/proj/hpc_outputs/jobtest_local_3.out" in capfd.readouterr().err
+    assert not (run / "packs" / "local_0").exists()
+
+
 def test_exec_runs_a_task_of_the_commands_example_byte_for_byte(tmp_path: Path, cluster_dirs: dict[str, Path],
                                                                  stand_in_env: dict[str, str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
