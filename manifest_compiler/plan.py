@@ -166,6 +166,14 @@ def slurm_log_file(name: str, job: str) -> str:
     return f"{name}_{job}_slurm.out"
 
 
+def own_logs_pattern(slurm_log: str) -> str:
+    """For the file of SLURM's own messages of an array whose tasks log themselves
+    (slurm_log_file: <name>_<job>_slurm.out), the pattern of those logs, %a standing for the
+    run's task number: <name>_<job>_%a.out. Another pattern is returned as it is."""
+    suffix = "_slurm.out"
+    return slurm_log[: -len(suffix)] + "_%a.out" if slurm_log.endswith(suffix) else slurm_log
+
+
 def log_file_pattern(resolved: Resolved) -> str:
     """The file part of the --output pattern: <name>_%A_%a.out, or <name>_%j_0.out without an
     array; <name>_%A_slurm.out for a packed run, whose tasks each log themselves."""

@@ -259,7 +259,7 @@ def describe_runs(runs_dir: str, spec: str | None = None, *, scheduler: Schedule
                 "submission": sub.key,
                 "kind": sub.kind,
                 "job_id": sub.chunks[0].job_id,
-                "jobs": [{"job_id": c.job_id, "offset": c.offset, "tasks": format_task_spec(c.tasks)} for c in sub.chunks],
+                "jobs": [{"job_id": c.job_id, "offset": c.offset, "tasks": format_task_spec(c.tasks), "pack": c.pack} for c in sub.chunks],
                 "time": sub.time,
                 "tasks": format_task_spec(sub.queued),
                 "planned": format_task_spec(sub.planned),

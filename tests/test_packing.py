@@ -184,3 +184,10 @@ def test_a_packed_task_takes_its_own_status_else_its_array_tasks_state() -> None
     assert packed_state(requeued, PackedTask([0, 1], None)).state == "PENDING"
     assert packed_state(TaskState("7", 0, "COMPLETED", "0:0", 2), PackedTask([0, 1], 0)).attempts == 2
     assert packed_state(None, PackedTask([0], 0)) is None
+
+
+def test_the_logs_of_tasks_that_log_themselves_are_named_from_slurms_file() -> None:
+    from manifest_compiler.plan import own_logs_pattern
+
+    assert own_logs_pattern("/s/logs/packed_123_slurm.out") == "/s/logs/packed_123_%a.out"
+    assert own_logs_pattern("/s/logs/grid_123_%a.out") == "/s/logs/grid_123_%a.out"
