@@ -138,3 +138,22 @@ def test_cancelling_a_packed_task_cancels_its_array_task_and_says_which_tasks_go
     project.cluster.wait_gone(job, timeout=60)
     rows = _rows(project, run)
     assert {t: r["state"].split()[0] for t, r in rows.items()} == dict.fromkeys(range(4), "CANCELLED")
+
+
+def test_a_packed_run_past_max_array_size_is_two_arrays_of_packs(tmp_path: Path, small_array_cluster: Cluster) -> None:
+    """MaxArraySize=10: 25 tasks packed by 2 are 13 array tasks, as two arrays of at most 9."""
+    project = Project(tmp_path, small_array_cluster)
+    manifest = project.manifest("packbig", {"pack": 2, "commands": [f"echo {i} > /scratch_storage/i" for i in range(25)]}, data=None)
+    proc = project.mcompile("compile", str(manifest), "--runs", str(project.runs), "--submit")
+    assert proc.returncode == 0, proc.stderr
+    run = Path(proc.stdout.split()[0])
+    records = _records(run)
+    assert [(r["array"], r["tasks"], r["pack"]) for r in records] == [("0-8", "0-17", 2), ("0-3", "18-24", 2)], proc.stderr
+    for r in records:
+        project.cluster.wait_gone(r["job_id"], timeout=180)
+    rows = _rows(project, run)
+    assert {t: r["state"] for t, r in rows.items()} == dict.fromkeys(range(25), "COMPLETED")
+    for r in records:
+        for t in range(int(r["tasks"].split("-")[0]), int(r["tasks"].split("-")[1]) + 1):
+            assert (project.outputs("packbig", r["job_id"], t) / "i").read_text() == f"{t}\n"
+            assert rows[t]["job_id"] == r["job_id"]
