@@ -234,14 +234,17 @@ def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return seen
 
 
-def test_shell_through_a_pty_runs_in_the_tasks_container_and_cleans_up(project: Project) -> None:
+@pytest.mark.parametrize("pack", [1, 2], ids=["unpacked", "packed"])
+def test_shell_through_a_pty_runs_in_the_tasks_container_and_cleans_up(project: Project, pack: int) -> None:
+    """With run.pack, the shell is that of the one task named, not of its array task's pack."""
     import os
     import pty
 
     local = project.root / "node-local"  # not SLURM_TMPDIR, which SLURM's epilog removes: mcompile must
     local.mkdir()
     commands = [f"echo task {i}" for i in range(3)]
-    manifest = project.manifest("sh", {"commands": commands}, cluster={"local_tmp": str(local)},
+    run = {"commands": commands, **({"pack": pack} if pack > 1 else {})}
+    manifest = project.manifest("sh", run, cluster={"local_tmp": str(local)},
                                 env={"GREETING": "hello from the manifest"}, resources={"time": "5m", "mem": "256M", "cpus_per_task": 1})
     proc = project.mcompile("compile", str(manifest), "--runs", str(project.runs))
     assert proc.returncode == 0, proc.stderr
