@@ -57,9 +57,9 @@ def task_efficiency(latest: list[tuple[int, str | None]], subs: list[Submission]
         if job is None:
             continue
         chunk = chunks.get(job)
-        if chunk is not None and chunk.pack > 1:  # a packed array task's figures are its tasks' together
+        if chunk is None or chunk.pack > 1:  # a packed array task's figures are its tasks' together
             continue
-        u = by_key.get((job, task - (chunk.offset if chunk else 0) if array else None))
+        u = by_key.get((job, chunk.index(task) if array else None))
         if u is not None:
             out[task] = of_usage(u)
     return out

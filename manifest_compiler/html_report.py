@@ -19,7 +19,7 @@ import typing as t
 from pathlib import Path
 
 from .jobdir import MANIFEST, PLAN, REPORT, read_resolved
-from .plan import own_logs_pattern
+from .plan import own_logs_pattern, tasks_log_themselves
 from .runs import describe_runs, exit_status, is_failed
 from .submissions import read_run_submissions
 
@@ -82,7 +82,7 @@ def report_data(runs_dir: str, spec: str, *, scheduler: Scheduler, generated: st
             if j["job_id"] not in job_index:
                 job_index[j["job_id"]] = len(jobs)
                 log, offset = _job_log(sub, j["job_id"]), j["offset"]
-                if log is not None and (offset or j.get("pack", 1) > 1):  # its tasks log themselves, by their run-wide numbers
+                if log is not None and tasks_log_themselves(offset, j.get("pack", 1)):
                     log, offset = own_logs_pattern(log), 0
                 jobs.append({"id": j["job_id"], "offset": offset, "log": log})
     s_col, e_col, a_col, j_col = [], [], [], []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import OperationError, UsageError
 from .jobdir import JOB_SCRIPT, find_run, read_run_head, task_count
-from .plan import job_name, log_file
+from .plan import job_name, log_file, tasks_log_themselves
 from .progress import Progress
 from .runs import FAILED_STATES, TaskRow, run_task_rows
 from .slurm import ACTIVE_STATES, Scheduler
@@ -88,7 +88,7 @@ def chunk_log(run: Path, chunk: Chunk, task: int, name: str, *, array: bool, by_
             file = f"slurm-{chunk.job_id}_{index}.out" if index is not None else f"slurm-{chunk.job_id}.out"
             return LogFile(chunk.job_id, kind, run / file, None)
     path = Path(pattern if os.path.isabs(pattern) else run / pattern)
-    if chunk.offset or chunk.pack > 1:  # a later array, or packed: the task logs itself under its run-wide number
+    if tasks_log_themselves(chunk.offset, chunk.pack):
         return LogFile(chunk.job_id, kind, path.parent / log_file(name, chunk.job_id, str(task)), path)
     return LogFile(chunk.job_id, kind, Path(str(path).replace("%a", str(index if index is not None else 0))), None)
 

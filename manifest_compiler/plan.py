@@ -160,6 +160,13 @@ def log_file(name: str, job: str, task: str) -> str:
     return f"{name}_{job}_{task}.out"
 
 
+def tasks_log_themselves(offset: int, pack: int) -> bool:
+    """Whether the tasks of an array log themselves, each under its run-wide number
+    (<name>_<job>_<task>.out), SLURM's own messages going to slurm_log_file: a later array of a
+    run past MaxArraySize (its index is not the task's number), and every array of a packed run."""
+    return offset != 0 or pack > 1
+
+
 def slurm_log_file(name: str, job: str) -> str:
     """Where SLURM writes its own messages for a later array of a run past MaxArraySize, whose
     tasks log themselves (their array index is not their task number): <name>_<job>_slurm.out."""

@@ -49,6 +49,7 @@ from .plan import (
     log_file_pattern,
     runtime_paths,
     slurm_log_file,
+    tasks_log_themselves,
 )
 from .progress import Progress
 from .runs import NOT_QUEUED, NOT_SUBMITTED, is_failed, run_task_rows
@@ -134,7 +135,7 @@ class Preflight:
 
     def log_options(self, chunk: ChunkPlan) -> list[str]:
         """Where SLURM writes the output of a chunk's tasks."""
-        if chunk.offset or chunk.pack > 1:  # the job logs each task under its run-wide number; SLURM's own messages go here
+        if tasks_log_themselves(chunk.offset, chunk.pack):  # SLURM's own messages go here
             return [f"--output={self.logs}/{self.slurm_log}", "--open-mode=append"]
         return [f"--output={self.logs}/{self.log_file}"]
 
