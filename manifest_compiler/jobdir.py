@@ -244,8 +244,11 @@ def read_run_head(run_dir: Path) -> RunHead:
     head = b""
     try:
         with open(run_dir / RESOLVED, "rb") as fh:  # to the run's tasks: its pack (sorted keys) comes before them
-            while _TASKS_KEY not in head[head.find(_RUN_KEY) + 1 or len(head):] and (chunk := fh.read(_HEAD_CHUNK)):
+            while chunk := fh.read(_HEAD_CHUNK):
                 head += chunk
+                at = head.find(_RUN_KEY)
+                if at >= 0 and head.find(_TASKS_KEY, at) >= 0:
+                    break
     except OSError:
         head = b""
     at = head.find(_RUN_KEY)
@@ -257,7 +260,8 @@ def read_run_head(run_dir: Path) -> RunHead:
             and isinstance(data.get("outputs"), dict) and isinstance(data["outputs"].get("logs"), str)):
         whole = read_resolved(run_dir)  # raises for what is not a job directory
         return RunHead(whole["name"], whole["project"], whole["outputs"]["logs"], pack_size(whole["run"]))
-    pack = _PACK.search(head, at, head.find(_TASKS_KEY, at) if head.find(_TASKS_KEY, at) > 0 else len(head))
+    tasks = head.find(_TASKS_KEY, at)
+    pack = _PACK.search(head, at, tasks if tasks > 0 else len(head))
     return RunHead(data["name"], data["project"], data["outputs"]["logs"], int(pack[1]) if pack else 1)
 
 

@@ -224,9 +224,9 @@ class Run(_RunAlways, total=False):
 
 
 def pack_size(run: Run) -> int:
-    """Tasks each array task runs, one after the other (run.pack): 1 without packing, and for a
-    run of one task (no array to pack)."""
-    return run.get("pack", 1) if len(run["tasks"]) > 1 else 1
+    """Tasks each array task of a resolved run runs, one after the other (run.pack): 1 without
+    packing. Resolve records a pack only where it packs: more than one task, more than one a pack."""
+    return run.get("pack", 1)
 
 
 class Outputs(t.TypedDict):

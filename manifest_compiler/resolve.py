@@ -380,6 +380,6 @@ def _resolve_run(run: dict[str, t.Any], gpus: int, file_commands: t.Sequence[str
     # last in resolved.json's run, after the tasks
     out["launcher"] = launcher = run.get("launcher", model.DEFAULT_LAUNCHER)
     out["processes_per_node"] = model.processes_per_node(launcher, run.get("processes_per_node"), gpus)
-    if run.get("pack", 1) > 1:  # only when it packs: other runs resolve (and hash) as they always did
+    if run.get("pack", 1) > 1 and len(out["tasks"]) > 1:  # only when it packs: other runs resolve (and hash) as they always did
         out["pack"] = run["pack"]
     return out

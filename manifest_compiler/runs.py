@@ -57,13 +57,16 @@ def add_by_hand(subs: dict[Path, list[Submission]], names: dict[Path, str], *, s
         if run is None or job.job_id in recorded or not job.job_id.isdigit():
             continue
         found.setdefault(job.job_id, (run, set(), job.submitted))[1].update(0 if index is None else index for index in job.tasks)
+    packs: dict[Path, int] = {}
     for job_id, (run, seen, submitted) in sorted(found.items(), key=lambda item: int(item[0])):
         numbers = sorted(seen)
         record: dict[str, t.Any] = {"job_id": job_id}
-        try:
-            pack = read_run_head(run).pack
-        except OperationError:
-            pack = 1  # not a job directory mcompile wrote: its jobs are taken as they are
+        if run not in packs:
+            try:
+                packs[run] = read_run_head(run).pack
+            except OperationError:
+                packs[run] = 1  # not a job directory mcompile wrote: its jobs are taken as they are
+        pack = packs[run]
         if pack > 1:  # by hand, array index i runs the run's tasks from i * pack (job.sbatch's default list)
             ntasks = task_count(run)
             numbers = [task for index in numbers for task in range(index * pack, min((index + 1) * pack, ntasks))]

@@ -191,3 +191,10 @@ def test_the_logs_of_tasks_that_log_themselves_are_named_from_slurms_file() -> N
 
     assert own_logs_pattern("/s/logs/packed_123_slurm.out") == "/s/logs/packed_123_%a.out"
     assert own_logs_pattern("/s/logs/grid_123_%a.out") == "/s/logs/grid_123_%a.out"
+
+
+def test_a_run_of_one_task_records_no_pack(tmp_path: Path) -> None:
+    """Nothing to pack: it resolves, hashes and runs as without run.pack (and its head says so)."""
+    run = _compile(tmp_path, ["echo one"], pack=4)
+    assert read_run_head(run).pack == 1
+    assert "pack" not in (run / "resolved.json").read_text() and "Packed" not in (run / "plan.txt").read_text()
