@@ -157,6 +157,18 @@ def tricky_tree(sub: Path, folders: int = 12, files: int = 8, deep: bool = False
     (top / "zz-file").write_text("last\n")
 
 
+def after_the_cut(monkeypatch: pytest.MonkeyPatch, action: t.Callable[[stage._Cut, bytes], None]) -> None:
+    """`action(cut, top)` once the two tars' names are listed and before the tars start."""
+    real = stage._two_tars
+
+    def then(cut: stage._Cut, top: bytes, scratch: str) -> tuple[list[str | bytes], list[str | bytes]]:
+        names = real(cut, top, scratch)
+        action(cut, top)
+        return names
+
+    monkeypatch.setattr(stage, "_two_tars", then)
+
+
 def force_two_tars(monkeypatch: pytest.MonkeyPatch) -> list[stage._Cut | None]:
     """Two tars for any subset of a few entries (as for many on a machine of two cores or more);
     the cuts made, as a list."""
@@ -218,15 +230,12 @@ def test_a_failing_tar_of_two_is_one_line_and_leaves_nothing(tmp_path: Path, mon
     sub = tmp_path / "data" / "set"
     tricky_tree(sub)
     cuts = force_two_tars(monkeypatch)
-    real = stage._two_tars
 
-    def replace_the_cut_folder(cut: stage._Cut, top: bytes, scratch: str) -> tuple[list[str | bytes], list[str | bytes]]:
-        names = real(cut, top, scratch)
+    def replace_the_cut_folder(cut: stage._Cut, top: bytes) -> None:
         shutil.rmtree(os.path.join(top, cut.at))
         os.symlink("elsewhere", os.path.join(top, cut.at))  # the first tar's last member: a link, not a folder
-        return names
 
-    monkeypatch.setattr(stage, "_two_tars", replace_the_cut_folder)  # the second tar's names are gone
+    after_the_cut(monkeypatch, replace_the_cut_folder)  # the second tar's names are gone
     with pytest.raises(OperationError, match=r"^archiving set failed: tar: \./d\d\d[^\n]*: Cannot stat: No such file or directory"):
         stage._stage_one(tmp_path / "data", "set", 0, archives_folder(tmp_path), None)
     assert cuts[0] is not None and list((tmp_path / "archives").iterdir()) == []
@@ -245,14 +254,7 @@ def test_data_changed_before_two_tars_read_it_is_refused(tmp_path: Path, monkeyp
     sub = tmp_path / "data" / "set"
     tricky_tree(sub)
     cuts = force_two_tars(monkeypatch)
-    real = stage._two_tars
-
-    def then_change(cut: stage._Cut, top: bytes, scratch: str) -> tuple[list[str | bytes], list[str | bytes]]:
-        names = real(cut, top, scratch)
-        os.utime(sub / "d11" / "f3", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))  # in the second part
-        return names
-
-    monkeypatch.setattr(stage, "_two_tars", then_change)
+    after_the_cut(monkeypatch, lambda cut, top: os.utime(sub / "d11" / "f3", ns=(1_600_000_000_123_456_789,) * 2))  # in the second part
     with pytest.raises(OperationError, match="data subset set changed while it was archived; try again when it is stable"):
         stage._stage_one(tmp_path / "data", "set", 0, archives_folder(tmp_path), None)
     assert cuts[0] is not None and list((tmp_path / "archives").iterdir()) == []
