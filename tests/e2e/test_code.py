@@ -119,7 +119,9 @@ def test_an_image_replaced_between_submit_and_start_fails_the_task_with_one_clea
     assert len(lines) == 1 and lines[0].startswith(f"mcompile: the image changed after submission: {image} ") \
         and lines[0].endswith("; submit again"), text
     assert not (project.outputs("image", job, 0) / "ran-0.json").exists()
-    rows = project.cluster.sacct_until(job, "JobID,State", lambda r: any(x[0] == job and x[1] != "RUNNING" for x in r), extra=("-X",))
+    # slurmdbd may still hold the held job's first record (PENDING) after squeue has let it go
+    rows = project.cluster.sacct_until(job, "JobID,State", lambda r: any(x[0] == job and x[1] not in ("PENDING", "RUNNING") for x in r),
+                                       extra=("-X",))
     assert [job, "FAILED"] in rows, rows
 
 
